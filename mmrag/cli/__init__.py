@@ -1,0 +1,26 @@
+"""The `mmrag` command line (Typer). One module per command group; this one mounts them."""
+
+from __future__ import annotations
+
+import typer
+
+from mmrag.cli import index as _index
+from mmrag.cli import info as _info
+from mmrag.cli import models as _models
+from mmrag.cli import search as _search
+
+app = typer.Typer(
+    name="mmrag",
+    help="Retrieval-augmented multimodal LLMs: index images, PDFs and videos into Qdrant, search, ask.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.command("index")(_index.index)
+app.command("search")(_search.search)
+app.command("info")(_info.info)
+app.add_typer(_models.app, name="models")
+
+
+def main() -> None:
+    """Console entry point."""
+    app()

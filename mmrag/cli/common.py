@@ -1,0 +1,94 @@
+"""Options and output helpers shared by the command modules.
+
+Results go to stdout (tables, or JSON with `--json`); diagnostics go to stderr. Exit codes:
+0 success, 1 some files failed (the rest were indexed), 2 bad usage or an error before any work.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+IndexOpt = Annotated[
+    Path, typer.Option("--index", "-i", help="Index folder.", envvar="MMRAG_INDEX", rich_help_panel="Index")
+]
+ProfileOpt = Annotated[
+    str | None,
+    typer.Option("--profile", "-p", help="Model profile: default (hub models) or offline (packaged models).",
+                 envvar="MMRAG_PROFILE", rich_help_panel="Index"),
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="TOML config file.", exists=True, dir_okay=False, rich_help_panel="Index"),
+]
+QdrantUrlOpt = Annotated[
+    str | None,
+    typer.Option("--qdrant-url", help="Qdrant server URL instead of the embedded engine.",
+                 envvar="MMRAG_QDRANT_URL", rich_help_panel="Store"),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")]
+
+
+def stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def stdout_console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    stderr_console().print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn mmrag's user-facing errors into a one-line message and exit code 2."""
+    from mmrag.types import MMRAGError
+
+    try:
+        yield
+    except MMRAGError as e:
+        fail(str(e))
+
+
+def open_pipeline(
+    index: Path, profile: str | None, config: Path | None, qdrant_url: str | None, **overrides: Any
+) -> Any:
+    """An existing index reopens with its own encoders; a new one is built from profile/config/env."""
+    from mmrag.manifest import read_manifest
+    from mmrag.pipeline import Pipeline
+
+    dotted = {("store.url" if k == "qdrant_url" else k): v for k, v in overrides.items()}
+    if qdrant_url:
+        dotted["store.url"] = qdrant_url
+    if read_manifest(index.expanduser().resolve()) is not None and profile is None and config is None:
+        return Pipeline.load(index, **dotted)
+    return Pipeline.from_config(profile=profile, index=index, config_file=config, **dotted)
+
+
+def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator form of `user_errors` for command functions."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with user_errors():
+            return fn(*args, **kwargs)
+
+    return wrapper

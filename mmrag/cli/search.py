@@ -1,0 +1,61 @@
+"""`mmrag search`: hybrid search over an index, with filters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mmrag.cli.common import IndexOpt, JsonOpt, QdrantUrlOpt, fail, guarded, open_pipeline, print_json, stdout_console
+
+
+def _fmt_loc(h: object) -> str:
+    page, t0, t1 = getattr(h, "page", None), getattr(h, "t_start", None), getattr(h, "t_end", None)
+    if page is not None:
+        return f"p.{page + 1}"
+    if t0 is not None:
+        return f"{_hms(t0)}–{_hms(t1 or t0)}"
+    return ""
+
+
+def _hms(t: float) -> str:
+    s = int(t)
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+@guarded
+def search(
+    query: Annotated[str | None, typer.Argument(help="Text query.")] = None,
+    index: IndexOpt = Path("./mmrag-index"),
+    k: Annotated[int, typer.Option("-k", "--top-k", help="Hits to return.")] = 10,
+    image: Annotated[
+        Path | None, typer.Option("--image", help="Image query (searches the image space).", exists=True)
+    ] = None,
+    modality: Annotated[
+        list[str] | None,
+        typer.Option("--modality", "-m", help="image, page, video or text (repeatable).", rich_help_panel="Filters"),
+    ] = None,
+    path: Annotated[str | None, typer.Option(help="Glob over file paths.", rich_help_panel="Filters")] = None,
+    pages: Annotated[str | None, typer.Option(help="Page range, e.g. 3-5.", rich_help_panel="Filters")] = None,
+    time: Annotated[str | None, typer.Option(help="Time range in seconds, e.g. 10-60.", rich_help_panel="Filters")] = None,
+    qdrant_url: QdrantUrlOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Search an index by text (hybrid: dense spaces + BM25, fused with RRF) or by image."""
+    if not query and image is None:
+        fail("give a text query or --image")
+    with open_pipeline(index, None, None, qdrant_url) as pipe:
+        hits = pipe.search(query, image=image, k=k, modality=modality or None, path=path, pages=pages, time=time)
+    if json_out:
+        print_json([{k_: v for k_, v in h.to_dict().items() if k_ != "payload"} for h in hits])
+        return
+    from rich.table import Table
+
+    table = Table(show_lines=False)
+    for col in ("#", "score", "modality", "file", "where", "text"):
+        table.add_column(col, overflow="fold" if col == "text" else "ellipsis")
+    for i, h in enumerate(hits, 1):
+        snippet = " ".join((h.text or ", ".join(h.payload.get("tags") or [])).split())[:100]
+        table.add_row(str(i), f"{h.score:.3f}", h.modality, Path(h.path).name, _fmt_loc(h), snippet)
+    stdout_console().print(table)

@@ -1,0 +1,243 @@
+"""One typed config for the CLI, TOML files, `MMRAG_*` environment variables and the Python API.
+
+Precedence, lowest first: profile defaults < TOML file (`--config`) < environment < explicit values
+(CLI flags or keyword arguments).
+
+Example TOML:
+
+    profile = "offline"
+    index = "./idx"
+
+    [ingest]
+    clip_seconds = 8.0
+
+    [store]
+    url = "http://localhost:6333"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_args, get_type_hints
+
+from mmrag.types import MMRAGError
+
+PROFILES = ("default", "offline")
+
+
+@dataclass
+class EncoderConfig:
+    """Which models embed what."""
+
+    image: str | None = "openai/clip-vit-base-patch32"
+    """Image encoder id (registry id, hub id or local folder); None disables the `image` space."""
+    text: str | None = "BAAI/bge-small-en-v1.5"
+    """Text embedder id; None disables the `text` space."""
+    device: str = "auto"
+    """`auto`, `cpu`, `cuda`, `cuda:1`, ..."""
+    dtype: str = "auto"
+    """`auto` (bf16/fp16 on GPU, fp32 on CPU), `float32`, `float16`, `bfloat16`."""
+    batch_size: int = 32
+    """Images or texts per forward pass."""
+    ocr: bool = False
+    """Run OCR (rapidocr) on images, and on PDF pages that have no text layer."""
+    tags: int = 3
+    """Top class labels added to an image's text when the image tower has a classifier head."""
+
+
+@dataclass
+class StoreConfig:
+    """Where points live."""
+
+    url: str | None = None
+    """Qdrant server URL (or `:memory:`); None means the embedded engine in the index folder."""
+    api_key: str | None = field(default=None, repr=False)
+    """Qdrant API key; never written to the manifest or logs."""
+    collection: str = "mmrag"
+    """Collection name on a server."""
+    hnsw_m: int = 16
+    """HNSW graph degree."""
+    hnsw_ef_construct: int = 100
+    """HNSW build-time beam width."""
+    on_disk: bool = False
+    """Keep vectors on disk (memory-mapped) rather than in RAM."""
+
+
+@dataclass
+class IngestConfig:
+    """How files become chunks."""
+
+    clip_seconds: float = 10.0
+    """Video clip length."""
+    frames_per_clip: int = 4
+    """Keyframes sampled per clip; the clip vector is their mean."""
+    page_image_px: int = 448
+    """Longest side of a rendered PDF page for the image vector."""
+    chunk_words: int = 180
+    """Words per text chunk (MiniLM reads ~256 word pieces)."""
+    chunk_overlap: int = 30
+    """Words shared by neighbouring chunks."""
+    max_image_pixels: int = 64_000_000
+    """Refuse images with more pixels (decompression bombs)."""
+    max_pdf_pages: int = 2000
+    """Refuse PDFs with more pages."""
+    follow_symlinks: bool = False
+    """Follow symbolic links when walking folders."""
+
+
+@dataclass
+class SearchConfig:
+    """How queries run."""
+
+    k: int = 10
+    """Hits returned."""
+    prefetch: int = 50
+    """Candidates per vector before fusion."""
+    fusion: Literal["rrf", "dbsf"] = "rrf"
+    """How the per-vector candidate lists are fused."""
+
+
+@dataclass
+class MMRAGConfig:
+    """Everything a pipeline needs; what an index folder records."""
+
+    profile: str = "default"
+    """Named defaults: `default` (hub models) or `offline` (packaged models)."""
+    index: str = "./mmrag-index"
+    """Index folder (manifest, embedded store, file table)."""
+    encoders: EncoderConfig = field(default_factory=EncoderConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+
+    def to_dict(self, secrets: bool = False) -> dict[str, Any]:
+        """Plain dict (TOML/JSON-ready); the API key is dropped unless `secrets`."""
+        d = dataclasses.asdict(self)
+        if not secrets:
+            d["store"].pop("api_key", None)
+        return d
+
+    @classmethod
+    def from_profile(cls, profile: str = "default") -> MMRAGConfig:
+        """Defaults of a named profile."""
+        if profile not in PROFILES:
+            raise MMRAGError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+        cfg = cls(profile=profile)
+        if profile == "offline":
+            cfg.encoders.image = "efficientnet-lite0"
+            cfg.encoders.text = "sentence-transformers/all-MiniLM-L6-v2"
+            cfg.encoders.ocr = True
+        return cfg
+
+    @classmethod
+    def load(
+        cls,
+        profile: str | None = None,
+        config_file: str | os.PathLike[str] | None = None,
+        env: dict[str, str] | None = None,
+        **overrides: Any,
+    ) -> MMRAGConfig:
+        """Build a config from a profile, a TOML file, `MMRAG_*` variables and overrides.
+
+        Overrides use flat names (`index="./idx"`) or dotted ones (`**{"ingest.clip_seconds": 5}`);
+        None values are ignored, so CLI options that were not given change nothing.
+        """
+        env = dict(os.environ) if env is None else env
+        file_data: dict[str, Any] = {}
+        if config_file is not None:
+            path = Path(config_file)
+            try:
+                file_data = tomllib.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+                raise MMRAGError(f"{path}: cannot read config file: {e}") from e
+        chosen = profile or env.get("MMRAG_PROFILE") or file_data.get("profile") or "default"
+        cfg = cls.from_profile(str(chosen))
+        _apply(cfg, file_data, source=str(config_file))
+        _apply(cfg, _from_env(env), source="environment")
+        _apply(cfg, _unflatten({k: v for k, v in overrides.items() if v is not None}), source="arguments")
+        cfg.profile = str(chosen)
+        return cfg
+
+
+_SECTIONS = {"encoders": EncoderConfig, "store": StoreConfig, "ingest": IngestConfig, "search": SearchConfig}
+
+
+def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        if "." in key:
+            section, name = key.split(".", 1)
+            out.setdefault(section, {})[name] = value
+        else:
+            out[key] = value
+    return out
+
+
+def _from_env(env: dict[str, str]) -> dict[str, Any]:
+    """`MMRAG_INDEX`, `MMRAG_STORE_URL`, `MMRAG_QDRANT_URL`, `MMRAG_INGEST_CLIP_SECONDS`, ..."""
+    out: dict[str, Any] = {}
+    if "MMRAG_INDEX" in env:
+        out["index"] = env["MMRAG_INDEX"]
+    aliases = {"MMRAG_QDRANT_URL": ("store", "url"), "MMRAG_QDRANT_API_KEY": ("store", "api_key")}
+    for var, (section, name) in aliases.items():
+        if var in env:
+            out.setdefault(section, {})[name] = env[var]
+    for section, klass in _SECTIONS.items():
+        for f in fields(klass):
+            var = f"MMRAG_{section.upper()}_{f.name.upper()}"
+            if var in env:
+                out.setdefault(section, {})[f.name] = env[var]
+    return out
+
+
+def _coerce(value: Any, annotation: Any, name: str, source: str) -> Any:
+    """Turn strings from the environment into the field's type; check types from files."""
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    base = args[0] if args and str(getattr(annotation, "__origin__", "")) != "typing.Literal" else annotation
+    if isinstance(value, str) and value.lower() in ("none", "null", "") and type(None) in get_args(annotation):
+        return None
+    try:
+        if base is bool:
+            if isinstance(value, str):
+                if value.lower() in ("1", "true", "yes", "on"):
+                    return True
+                if value.lower() in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if base is int:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return int(value)
+        if base is float:
+            return float(value)
+        if getattr(base, "__origin__", None) is Literal or str(type(base)).endswith("_LiteralGenericAlias'>"):
+            if value not in get_args(base):
+                raise ValueError(f"{value!r} not in {get_args(base)}")
+            return value
+        return value if value is None else str(value)
+    except (TypeError, ValueError) as e:
+        raise MMRAGError(f"{source}: bad value for {name}: {value!r} ({e})") from e
+
+
+def _apply(cfg: MMRAGConfig, data: dict[str, Any], source: str) -> None:
+    for key, value in data.items():
+        if key == "profile":
+            continue
+        if key == "index":
+            cfg.index = str(value)
+            continue
+        if key not in _SECTIONS:
+            raise MMRAGError(f"{source}: unknown config key {key!r}")
+        if not isinstance(value, dict):
+            raise MMRAGError(f"{source}: [{key}] must be a table")
+        section = getattr(cfg, key)
+        hints = get_type_hints(type(section))
+        for name, v in value.items():
+            if name not in hints:
+                raise MMRAGError(f"{source}: unknown config key {key}.{name}")
+            setattr(section, name, _coerce(v, hints[name], f"{key}.{name}", source))

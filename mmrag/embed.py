@@ -1,0 +1,134 @@
+"""Turn chunks into points: one batched pass of each encoder over a group of chunks.
+
+The encoders load lazily, the first time a chunk needs them: a search with a text query never
+loads the image tower of a profile whose image space has no text side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from mmrag.encoders.base import l2_normalize
+from mmrag.store.base import BM25, PointData, SparseVec, StoreSchema, point_id
+from mmrag.types import Chunk
+
+if TYPE_CHECKING:
+    from mmrag.config import EncoderConfig
+    from mmrag.encoders.base import ImageEncoder, TextEncoder
+    from mmrag.encoders.bm25 import Bm25Encoder
+
+# Text kept in the payload (the snippet shown with a hit); the vectors see the whole chunk text.
+PAYLOAD_TEXT_CHARS = 4000
+_RESERVED = {"modality", "path", "file_hash", "locator", "page", "t_start", "t_end", "text", "tags"}
+
+
+class Embedders:
+    """The encoders of a config, loaded on first use."""
+
+    def __init__(self, cfg: EncoderConfig) -> None:
+        self.cfg = cfg
+        self._image: ImageEncoder | None = None
+        self._text: TextEncoder | None = None
+        self._bm25: Bm25Encoder | None = None
+
+    @property
+    def image(self) -> ImageEncoder | None:
+        if self._image is None and self.cfg.image:
+            from mmrag.encoders import load_image_encoder
+
+            self._image = load_image_encoder(
+                self.cfg.image, device=self.cfg.device, dtype=self.cfg.dtype, n_tags=self.cfg.tags
+            )
+        return self._image
+
+    @property
+    def text(self) -> TextEncoder | None:
+        if self._text is None and self.cfg.text:
+            from mmrag.encoders import load_text_encoder
+
+            self._text = load_text_encoder(self.cfg.text, device=self.cfg.device, dtype=self.cfg.dtype)
+        return self._text
+
+    @property
+    def bm25(self) -> Bm25Encoder:
+        if self._bm25 is None:
+            from mmrag.encoders.bm25 import Bm25Encoder
+
+            self._bm25 = Bm25Encoder()
+        return self._bm25
+
+    def describe(self) -> dict[str, Any]:
+        """Encoder ids and dims as the manifest records them (loads the encoders to read dims)."""
+        out: dict[str, Any] = {}
+        for space, enc in (("image", self.image), ("text", self.text)):
+            if enc is not None:
+                out[space] = {
+                    "id": enc.model_id,
+                    "dim": enc.dim,
+                    "aligned_text": bool(getattr(enc, "aligned_text", False)),
+                }
+        return out
+
+    def schema(self, hnsw_m: int = 16, ef_construct: int = 100, on_disk: bool = False) -> StoreSchema:
+        dims = {space: d["dim"] for space, d in self.describe().items()}
+        return StoreSchema(dense=dims, hnsw_m=hnsw_m, hnsw_ef_construct=ef_construct, on_disk=on_disk)
+
+
+def chunk_text(chunk: Chunk, tags: list[str] | None) -> str:
+    """What the text and BM25 vectors read: the chunk's own text, then the image tags."""
+    parts = [chunk.text.strip()] if chunk.text and chunk.text.strip() else []
+    if tags:
+        parts.append("tags: " + ", ".join(tags))
+    return "\n".join(parts)
+
+
+def embed_chunks(chunks: Sequence[Chunk], file_hash: str, emb: Embedders, batch_size: int = 32) -> list[PointData]:
+    """Embed a group of chunks (all from one file) into points with deterministic ids."""
+    tags: list[list[str] | None] = [None] * len(chunks)
+    image_vecs: list[np.ndarray | None] = [None] * len(chunks)
+    with_images = [i for i, c in enumerate(chunks) if c.images]
+    if with_images and emb.image is not None:
+        frames = [im for i in with_images for im in chunks[i].images]
+        feats = emb.image.encode_images(frames, batch_size=batch_size)
+        pos = 0
+        for i in with_images:
+            n = len(chunks[i].images)
+            # A clip's vector is the mean of its frame vectors, renormalised.
+            image_vecs[i] = l2_normalize(feats.vectors[pos : pos + n].mean(axis=0, keepdims=True))[0]
+            if feats.tags is not None:
+                seen: dict[str, None] = {}
+                for frame_tags in feats.tags[pos : pos + n]:
+                    seen.update(dict.fromkeys(frame_tags))
+                tags[i] = list(seen)[: max(3, n)]
+            pos += n
+    texts = [chunk_text(c, t) for c, t in zip(chunks, tags, strict=True)]
+    with_text = [i for i, t in enumerate(texts) if t]
+    text_vecs: dict[int, np.ndarray] = {}
+    sparse: dict[int, SparseVec] = {}
+    if with_text:
+        if emb.text is not None:
+            vecs = emb.text.encode_text([texts[i] for i in with_text], batch_size=batch_size)
+            text_vecs = dict(zip(with_text, vecs, strict=True))
+        sparse = dict(zip(with_text, emb.bm25.embed_documents([texts[i] for i in with_text]), strict=True))
+    points = []
+    for i, c in enumerate(chunks):
+        dense: dict[str, np.ndarray] = {}
+        if image_vecs[i] is not None:
+            dense["image"] = image_vecs[i]  # type: ignore[assignment]
+        if i in text_vecs:
+            dense["text"] = text_vecs[i]
+        payload = {k: v for k, v in c.meta.items() if k not in _RESERVED}
+        payload.update(
+            modality=c.modality, path=c.path, file_hash=file_hash, locator=c.locator,
+            page=c.page, t_start=c.t_start, t_end=c.t_end,
+            text=(c.text or "")[:PAYLOAD_TEXT_CHARS] or None, tags=tags[i],
+        )
+        sp = sparse.get(i)
+        points.append(PointData(point_id(file_hash, c.locator), dense, sp if sp and sp.indices else None, payload))
+    return points
+
+
+__all__ = ["BM25", "Embedders", "chunk_text", "embed_chunks"]

@@ -1,0 +1,80 @@
+"""Encoder factories: a model id (registry id, hub id or local folder) in, a loaded encoder out."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from mmrag.encoders.base import ImageEncoder, ImageFeatures, TextEncoder, l2_normalize
+from mmrag.registry import ModelDescription, get_model
+from mmrag.types import MMRAGError
+
+__all__ = [
+    "ImageEncoder",
+    "ImageFeatures",
+    "TextEncoder",
+    "describe",
+    "l2_normalize",
+    "load_image_encoder",
+    "load_text_encoder",
+]
+
+# family -> module in this package holding `load(desc, device, dtype, **kw)`
+_FAMILY_MODULES = {
+    "clip": "clip",
+    "siglip": "clip",
+    "auto-dual": "clip",
+    "sentence-transformers": "text",
+    "efficientnet": "efficientnet",
+}
+
+
+def describe(model_id: str, role: str) -> ModelDescription:
+    """The registry description of `model_id`, or one read from its config for unregistered models.
+
+    Unregistered models are described from their `config.json` (`model_type`), never from the id's
+    spelling: `clip`/`siglip` model types load with their classes, any other type with both
+    `get_image_features` and `get_text_features` loads as `auto-dual`; a text embedder is a
+    sentence-transformers folder (`modules.json`) or a plain transformers encoder (mean pooling).
+    """
+    desc = get_model(model_id)
+    if desc is not None:
+        if role not in desc.roles:
+            raise MMRAGError(f"{model_id} cannot be used as a {role} encoder (roles: {', '.join(desc.roles)})")
+        return desc
+    from transformers import AutoConfig
+
+    try:
+        cfg = AutoConfig.from_pretrained(model_id)
+    except (OSError, ValueError) as e:
+        raise MMRAGError(
+            f"{model_id}: not in the registry (mmrag models ls) and its config cannot be loaded: {e}"
+        ) from e
+    model_type = getattr(cfg, "model_type", "")
+    if role == "image":
+        family = model_type if model_type in ("clip", "siglip") else "auto-dual"
+        dim = int(getattr(cfg, "projection_dim", 0) or getattr(getattr(cfg, "text_config", None), "hidden_size", 0))
+        return ModelDescription(model_id, family, ("image", "text"), dim, "unknown")  # type: ignore[arg-type]
+    dim = int(getattr(cfg, "hidden_size", 0))
+    return ModelDescription(model_id, "sentence-transformers", ("text",), dim, "unknown")
+
+
+def _family_module(desc: ModelDescription) -> Any:
+    name = _FAMILY_MODULES.get(desc.family)
+    if name is None:
+        raise MMRAGError(f"{desc.id}: family {desc.family!r} is not an encoder family")
+    return importlib.import_module(f"mmrag.encoders.{name}")
+
+
+def load_image_encoder(model_id: str, device: str = "auto", dtype: str = "auto", **kw: Any) -> ImageEncoder:
+    """Load an image encoder (CLIP, SigLIP, any dual encoder, EfficientNet-Lite0)."""
+    desc = describe(model_id, "image")
+    enc = _family_module(desc).load(desc, device=device, dtype=dtype, **kw)
+    return enc  # type: ignore[no-any-return]
+
+
+def load_text_encoder(model_id: str, device: str = "auto", dtype: str = "auto", **kw: Any) -> TextEncoder:
+    """Load a text embedder (sentence-transformers or plain transformers with mean pooling)."""
+    desc = describe(model_id, "text")
+    enc = _family_module(desc).load(desc, device=device, dtype=dtype, **kw)
+    return enc  # type: ignore[no-any-return]

@@ -1,0 +1,84 @@
+"""Encoder interfaces. Every encoder returns float32 arrays of L2-normalised rows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+
+def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Row-wise L2 normalisation in float32."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(norms, eps)
+
+
+@dataclass
+class ImageFeatures:
+    """Output of an image encoder: one normalised vector per image, and optional labels.
+
+    `tags` carries class labels when the tower has a classifier head (EfficientNet's ImageNet
+    head in the offline profile); they go into the image's text so text queries reach it.
+    """
+
+    vectors: np.ndarray
+    tags: list[list[str]] | None = None
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """Embeds text into a dense space."""
+
+    model_id: str
+    dim: int
+
+    def encode_text(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """(len(texts), dim) float32, L2-normalised."""
+        ...
+
+
+@runtime_checkable
+class ImageEncoder(Protocol):
+    """Embeds images into a dense space.
+
+    `aligned_text` is True for dual encoders (CLIP, SigLIP) whose `encode_text` maps text into the
+    same space as the images; a vision tower alone (EfficientNet) has no text side.
+    """
+
+    model_id: str
+    dim: int
+    aligned_text: bool
+
+    def encode_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> ImageFeatures:
+        """One vector per image (and tags where the model has a classifier head)."""
+        ...
+
+    def encode_text(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """Text in the image space; raises NotImplementedError when `aligned_text` is False."""
+        ...
+
+
+def resolve_device(device: str = "auto") -> str:
+    """`auto` picks CUDA when present, else CPU."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """`auto`: bf16 on CUDA when supported (fp16 otherwise), fp32 on CPU."""
+    if dtype != "auto":
+        return dtype
+    if device.startswith("cuda"):
+        import torch
+
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return "float32"

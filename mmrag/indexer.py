@@ -1,0 +1,174 @@
+"""Incremental, resumable indexing of files into the store.
+
+For each file: hash its content; skip it when the file table holds the same hash; otherwise read
+its chunks, embed them group by group, upsert the points (ids are UUID5 of hash and locator, so a
+rerun overwrites rather than duplicates), flush the store, then record the file. A crash anywhere
+before the record leaves the file unrecorded and the rerun does it again; a crash after it loses
+nothing. When a changed file is re-indexed, the points of its old version are deleted only once the
+new version is written, so a file that now fails keeps its old points.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mmrag.embed import Embedders, embed_chunks
+from mmrag.store.base import SearchFilter, Store
+from mmrag.types import Chunk, FileError, IndexReport, IngestError, MMRAGError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from mmrag.config import MMRAGConfig
+    from mmrag.manifest import FileTable
+
+# Chunks embedded together: bounds memory (a clip holds a few frames, a page one image).
+GROUP = 32
+
+
+class Indexer:
+    """Indexes files into a store and records them in the file table."""
+
+    def __init__(
+        self,
+        cfg: MMRAGConfig,
+        store: Store,
+        files: FileTable,
+        embedders: Embedders,
+        ocr: Callable[[Image.Image], str] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.files = files
+        self.emb = embedders
+        self.ocr = ocr
+
+    def run(
+        self,
+        paths: Sequence[str | Path],
+        progress: bool = True,
+        strict: bool = False,
+        on_file: Callable[[Path, int], None] | None = None,
+    ) -> IndexReport:
+        """Index `paths` (files or folders). Errors are collected per file unless `strict`."""
+        from mmrag.ingest import discover
+
+        t0 = time.perf_counter()
+        found, errors = discover(paths, self.cfg.ingest)
+        if strict and errors:
+            raise MMRAGError(f"{errors[0].path}: {errors[0].reason}")
+        report = IndexReport(files_seen=len(found) + len(errors), errors=list(errors))
+        with _progress(progress, len(found)) as advance:
+            for path in found:
+                advance(path, 0)
+                try:
+                    written = self.index_file(path)
+                except (IngestError, OSError, ValueError, RuntimeError, MemoryError) as e:
+                    if strict:
+                        raise MMRAGError(f"{path}: {_reason(e)}") from e
+                    report.errors.append(FileError(str(path), _reason(e)))
+                    advance(path, 1)
+                    continue
+                if written is None:
+                    report.files_skipped += 1
+                else:
+                    report.files_indexed += 1
+                    report.points_written += written
+                if on_file is not None:
+                    on_file(path, written or 0)
+                advance(path, 1)
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    def index_file(self, path: Path) -> int | None:
+        """Index one file; returns the points written, or None when it was already up to date."""
+        from mmrag.ingest import file_hash
+
+        key = str(path)
+        size = path.stat().st_size
+        digest = file_hash(path)
+        old = self.files.get(key)
+        if old is not None and old.hash == digest:
+            return None
+        written_ids: list[str] = []
+        try:
+            for group in _groups(self._chunks(path), GROUP):
+                points = embed_chunks(group, digest, self.emb, batch_size=self.cfg.encoders.batch_size)
+                self.store.upsert(points)
+                written_ids.extend(p.id for p in points)
+        except BaseException:
+            # Drop the partial new version; the old version (other ids) stays searchable.
+            if written_ids:
+                self.store.delete_ids(written_ids)
+            raise
+        if not written_ids:
+            raise IngestError("no content found (nothing to index)")
+        self._delete_stale(key, digest)
+        self.store.flush()
+        self.files.put(key, digest, size, len(written_ids))
+        return len(written_ids)
+
+    def _chunks(self, path: Path) -> Iterator[Chunk]:
+        from mmrag.ingest import iter_chunks
+
+        yield from iter_chunks(path, self.cfg.ingest, ocr=self.ocr)
+
+    def _delete_stale(self, path: str, keep_hash: str) -> None:
+        """Delete points of `path` written from another version of its content."""
+        stale = [
+            p["id"] for p in self.store.scroll(SearchFilter(paths=[path])) if p["payload"].get("file_hash") != keep_hash
+        ]
+        if stale:
+            self.store.delete_ids(stale)
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, IngestError | MMRAGError):
+        return str(e)
+    return f"{type(e).__name__}: {e}"
+
+
+def _groups(it: Iterator[Chunk], n: int) -> Iterator[list[Chunk]]:
+    group: list[Chunk] = []
+    for c in it:
+        group.append(c)
+        if len(group) >= n:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+class _progress:
+    """A rich progress bar on stderr (files done / total, current file), or nothing."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.enabled, self.total = enabled, total
+        self.bar = None
+        self.task = None
+
+    def __enter__(self) -> Callable[[Path, int], None]:
+        if not self.enabled:
+            return lambda path, n: None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(
+            TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            TextColumn("{task.fields[name]}"), console=Console(stderr=True), transient=False,
+        )
+        self.bar.start()
+        self.task = self.bar.add_task("index", total=self.total, name="")
+        bar, task = self.bar, self.task
+
+        def advance(path: Path, n: int) -> None:
+            bar.update(task, advance=n, name=path.name[:40])
+
+        return advance
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()

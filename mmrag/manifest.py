@@ -1,0 +1,153 @@
+"""The index folder: a manifest naming what built it, a file table for incremental indexing, a lock.
+
+Layout of an index folder:
+
+    idx/
+      manifest.json   schema version, profile, encoders (ids, dims, revisions), store schema, config
+      files.sqlite    one row per indexed file: path, content hash, points written
+      store/          the embedded Qdrant shard (absent when a server holds the points)
+      .lock           held while a process has the index open
+
+The manifest is written to a temporary file and renamed, so a crash never leaves it half written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mmrag.types import IndexLockedError, IndexMismatchError, MMRAGError
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON to `path` through a temporary file, fsync, and rename over the old one."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_manifest(index_dir: Path) -> dict[str, Any] | None:
+    """The manifest of an index folder, or None when the folder holds no index."""
+    path = index_dir / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise MMRAGError(f"{path}: unreadable index manifest ({e}); rebuild the index into a new folder") from e
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise IndexMismatchError(
+            f"{index_dir}: index schema version {version} is not supported by this mmrag "
+            f"(schema {SCHEMA_VERSION}); rebuild it: mmrag index <paths> --index <new folder>"
+        )
+    return data
+
+
+def check_encoders(index_dir: Path, recorded: dict[str, Any], wanted: dict[str, Any]) -> None:
+    """Refuse to use an index with encoders other than the ones that built it, saying what differs."""
+    diffs = []
+    for space in sorted(set(recorded) | set(wanted)):
+        r, w = recorded.get(space) or {}, wanted.get(space) or {}
+        if r.get("id") != w.get("id"):
+            diffs.append(f"{space} encoder: index has {r.get('id')!r}, asked for {w.get('id')!r}")
+        elif r.get("dim") and w.get("dim") and r.get("dim") != w.get("dim"):
+            diffs.append(f"{space} encoder {r.get('id')}: index dim {r.get('dim')}, model dim {w.get('dim')}")
+    if diffs:
+        raise IndexMismatchError(
+            f"{index_dir} was built with other encoders: " + "; ".join(diffs)
+            + ". Open it without overriding encoders (Pipeline.load / mmrag search --index), "
+            "or index into a new folder."
+        )
+
+
+@dataclass
+class FileRecord:
+    path: str
+    hash: str
+    size: int
+    points: int
+    indexed_at: float
+
+
+class FileTable:
+    """Which files are fully indexed, by content hash (sqlite, one transaction per file)."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = sqlite3.connect(str(path), timeout=30)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, hash TEXT NOT NULL, "
+            "size INTEGER NOT NULL, points INTEGER NOT NULL, indexed_at REAL NOT NULL)"
+        )
+        self.db.commit()
+
+    def get(self, path: str) -> FileRecord | None:
+        row = self.db.execute("SELECT path, hash, size, points, indexed_at FROM files WHERE path=?", (path,)).fetchone()
+        return FileRecord(*row) if row else None
+
+    def put(self, path: str, hash_: str, size: int, points: int) -> None:
+        with self.db:
+            self.db.execute(
+                "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)", (path, hash_, size, points, time.time())
+            )
+
+    def delete(self, path: str) -> None:
+        with self.db:
+            self.db.execute("DELETE FROM files WHERE path=?", (path,))
+
+    def all(self) -> list[FileRecord]:
+        return [FileRecord(*r) for r in self.db.execute("SELECT path, hash, size, points, indexed_at FROM files")]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class IndexLock:
+    """An exclusive, non-blocking lock on the index folder (fcntl.flock on `.lock`).
+
+    The embedded engine allows one open shard per folder, so a second process gets a clear
+    `IndexLockedError` instead of a corrupt read. The lock dies with its process (even on SIGKILL).
+    """
+
+    def __init__(self, index_dir: Path) -> None:
+        self.path = index_dir / ".lock"
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise IndexLockedError(
+                f"index {self.path.parent} is locked by another process (pid {other}); "
+                "wait for it to finish (one process at a time may open an embedded index)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            import fcntl
+
+            with contextlib.suppress(OSError):
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None

@@ -1,0 +1,143 @@
+"""The store interface: one collection, named dense vectors per space, one sparse BM25 vector.
+
+Two backends implement it: `EdgeStore` (qdrant-edge-py, embedded, the default) and
+`ClientStore` (qdrant-client: a Qdrant server or cluster, or `:memory:` in tests).
+"""
+
+from __future__ import annotations
+
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+# Namespace for deterministic point ids: uuid5(NAMESPACE, f"{content_hash}:{locator}").
+POINT_NAMESPACE = uuid.UUID("6f1c1f7e-6a3c-4e0b-9d1e-3b8f1a2c9d10")
+BM25 = "bm25"
+# Payload fields that get an index (filters on them stay fast at scale).
+INDEXED_FIELDS: dict[str, Literal["keyword", "integer", "float"]] = {
+    "modality": "keyword",
+    "path": "keyword",
+    "file_hash": "keyword",
+    "page": "integer",
+    "t_start": "float",
+}
+
+
+def point_id(content_hash: str, locator: str) -> str:
+    """Deterministic point id: the same content at the same locator always maps to the same id."""
+    return str(uuid.uuid5(POINT_NAMESPACE, f"{content_hash}:{locator}"))
+
+
+@dataclass
+class SparseVec:
+    indices: list[int]
+    values: list[float]
+
+
+@dataclass
+class PointData:
+    """A point to upsert. `dense` maps a space name (`image`, `text`) to an L2-normalised vector."""
+
+    id: str
+    dense: dict[str, np.ndarray] = field(default_factory=dict)
+    sparse: SparseVec | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SearchFilter:
+    """Payload filter applied to every prefetch. All set conditions must hold.
+
+    `paths` are exact paths (the pipeline expands a glob into them); ranges are inclusive.
+    """
+
+    modalities: list[str] | None = None
+    paths: list[str] | None = None
+    page_min: int | None = None
+    page_max: int | None = None
+    t_min: float | None = None
+    t_max: float | None = None
+
+    def is_empty(self) -> bool:
+        return all(v is None for v in vars(self).values())
+
+
+@dataclass
+class Prefetch:
+    """One candidate list: a dense query in a named space, or the sparse BM25 query."""
+
+    using: str
+    dense: np.ndarray | None = None
+    sparse: SparseVec | None = None
+    limit: int = 50
+
+
+@dataclass
+class ScoredPoint:
+    id: str
+    score: float
+    payload: dict[str, Any]
+
+
+@dataclass
+class StoreSchema:
+    """Named dense spaces with their dims (cosine distance); the sparse `bm25` space is always there."""
+
+    dense: dict[str, int]
+    hnsw_m: int = 16
+    hnsw_ef_construct: int = 100
+    on_disk: bool = False
+
+
+class Store(ABC):
+    """A Qdrant collection seen through the operations the pipeline needs."""
+
+    schema: StoreSchema
+
+    @abstractmethod
+    def upsert(self, points: Sequence[PointData]) -> None:
+        """Insert or overwrite points (same id: replaced, never duplicated)."""
+
+    @abstractmethod
+    def delete_by_path(self, path: str) -> None:
+        """Delete every point whose payload `path` equals `path`."""
+
+    @abstractmethod
+    def delete_ids(self, ids: Sequence[str]) -> None:
+        """Delete points by id (ids that do not exist are ignored)."""
+
+    @abstractmethod
+    def query(
+        self,
+        prefetches: Sequence[Prefetch],
+        limit: int,
+        flt: SearchFilter | None = None,
+        fusion: Literal["rrf", "dbsf"] = "rrf",
+    ) -> list[ScoredPoint]:
+        """Run each prefetch under the filter and fuse them (one prefetch: its own ranking)."""
+
+    @abstractmethod
+    def count(self, flt: SearchFilter | None = None) -> int:
+        """Number of points (under a filter)."""
+
+    @abstractmethod
+    def scroll(self, flt: SearchFilter | None = None, with_vectors: bool = False) -> Iterator[dict[str, Any]]:
+        """Every point as `{"id", "payload", "vectors"?}` (vectors: name -> list or SparseVec)."""
+
+    @abstractmethod
+    def flush(self) -> None:
+        """Make every upsert so far durable."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Flush and release the store."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,115 @@
+"""Small typed records that cross module boundaries: what ingest yields, what search returns."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+Modality = Literal["image", "page", "video", "text"]
+MODALITIES: tuple[Modality, ...] = ("image", "page", "video", "text")
+
+
+@dataclass
+class Chunk:
+    """One unit that becomes one point in the store.
+
+    Readers in `mmrag.ingest` yield chunks; the indexer embeds them and writes points.
+
+    Attributes:
+        modality: `image` (a photo), `page` (a rendered PDF page), `video` (a clip), `text` (a text chunk).
+        path: Source file, as given to the indexer (resolved to an absolute path).
+        locator: Position inside the file (`""`, `page=3`, `page=3;chunk=1`, `t=10.000-20.000`, `line=7`);
+            with the file's content hash it makes the point id.
+        text: Text for the `text` and `bm25` vectors (page text, subtitles, caption, tags, OCR).
+        images: Pixels for the `image` vector; several frames are averaged (video clips).
+        page: Zero-based page number for PDF chunks.
+        t_start: Clip start in seconds for video chunks.
+        t_end: Clip end in seconds for video chunks.
+        meta: Extra payload (title, source, published_at, ...), kept as is.
+    """
+
+    modality: Modality
+    path: str
+    locator: str = ""
+    text: str | None = None
+    images: list[Image.Image] = field(default_factory=list)
+    page: int | None = None
+    t_start: float | None = None
+    t_end: float | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result.
+
+    Attributes:
+        id: Point id (a UUID5 string, stable across re-indexing of identical content).
+        score: Fused score (higher is better); comparable only within one result list.
+        modality: `image`, `page`, `video` or `text`.
+        path: Source file.
+        page: Zero-based page for PDF hits.
+        t_start: Clip start (seconds) for video hits.
+        t_end: Clip end (seconds) for video hits.
+        text: Stored text of the point (snippet, subtitles, tags).
+        payload: The whole stored payload.
+    """
+
+    id: str
+    score: float
+    modality: str
+    path: str
+    page: int | None = None
+    t_start: float | None = None
+    t_end: float | None = None
+    text: str | None = None
+    payload: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FileError:
+    """A file that could not be indexed, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class IndexReport:
+    """What one `Pipeline.index` call did."""
+
+    files_seen: int = 0
+    files_indexed: int = 0
+    files_skipped: int = 0
+    points_written: int = 0
+    errors: list[FileError] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class MMRAGError(Exception):
+    """Base class for errors with a message meant for the user."""
+
+
+class IngestError(MMRAGError):
+    """A file cannot be read; the message names the reason (the caller adds the path)."""
+
+
+class IndexMismatchError(MMRAGError):
+    """The index folder was built with other encoders or another schema than the ones asked for."""
+
+
+class IndexLockedError(MMRAGError):
+    """Another process holds the index."""
