@@ -22,7 +22,11 @@ if TYPE_CHECKING:
 
 # Text kept in the payload (the snippet shown with a hit); the vectors see the whole chunk text.
 PAYLOAD_TEXT_CHARS = 4000
-_RESERVED = {"modality", "path", "file_hash", "locator", "page", "t_start", "t_end", "text", "tags"}
+# Loaded encoders are shared by every pipeline of the process (inference only, no state):
+# reopening an index, or a server holding several, loads each model once.
+_LOADED: dict[tuple[str, str, str, str, int], Any] = {}
+RECENT_TEXTS = 256
+_RESERVED = {"embed_text", "modality", "path", "file_hash", "locator", "page", "t_start", "t_end", "text", "tags"}
 
 
 class Embedders:
@@ -33,15 +37,19 @@ class Embedders:
         self._image: ImageEncoder | None = None
         self._text: TextEncoder | None = None
         self._bm25: Bm25Encoder | None = None
+        self.recent: dict[str, np.ndarray] = {}  # last embedded texts, oldest first
 
     @property
     def image(self) -> ImageEncoder | None:
         if self._image is None and self.cfg.image:
             from mmrag.encoders import load_image_encoder
 
-            self._image = load_image_encoder(
-                self.cfg.image, device=self.cfg.device, dtype=self.cfg.dtype, n_tags=self.cfg.tags
-            )
+            key = ("image", self.cfg.image, self.cfg.device, self.cfg.dtype, self.cfg.tags)
+            if key not in _LOADED:
+                _LOADED[key] = load_image_encoder(
+                    self.cfg.image, device=self.cfg.device, dtype=self.cfg.dtype, n_tags=self.cfg.tags
+                )
+            self._image = _LOADED[key]
         return self._image
 
     @property
@@ -49,7 +57,10 @@ class Embedders:
         if self._text is None and self.cfg.text:
             from mmrag.encoders import load_text_encoder
 
-            self._text = load_text_encoder(self.cfg.text, device=self.cfg.device, dtype=self.cfg.dtype)
+            key = ("text", self.cfg.text, self.cfg.device, self.cfg.dtype, 0)
+            if key not in _LOADED:
+                _LOADED[key] = load_text_encoder(self.cfg.text, device=self.cfg.device, dtype=self.cfg.dtype)
+            self._text = _LOADED[key]
         return self._text
 
     @property
@@ -78,11 +89,28 @@ class Embedders:
 
 
 def chunk_text(chunk: Chunk, tags: list[str] | None) -> str:
-    """What the text and BM25 vectors read: the chunk's own text, then the image tags."""
+    """What the text and BM25 vectors read: the chunk's own text, then the image tags.
+
+    Rendered pages get no tags: ImageNet labels of a page of print ("menu", "web site") are noise.
+    """
     parts = [chunk.text.strip()] if chunk.text and chunk.text.strip() else []
-    if tags:
+    if tags and chunk.modality != "page":
         parts.append("tags: " + ", ".join(tags))
     return "\n".join(parts)
+
+
+def _encode_texts(emb: Embedders, texts: list[str], batch_size: int) -> list[np.ndarray]:
+    """Embed texts, each distinct string once (a page's first window is also its chunk 0)."""
+    assert emb.text is not None
+    cache = emb.recent
+    todo = list(dict.fromkeys(t for t in texts if t not in cache))
+    if todo:
+        vecs = emb.text.encode_text(todo, batch_size=batch_size)
+        for t, v in zip(todo, vecs, strict=True):
+            cache[t] = v
+        while len(cache) > RECENT_TEXTS:
+            cache.pop(next(iter(cache)))
+    return [cache[t] for t in texts]
 
 
 def embed_chunks(chunks: Sequence[Chunk], file_hash: str, emb: Embedders, batch_size: int = 32) -> list[PointData]:
@@ -110,8 +138,8 @@ def embed_chunks(chunks: Sequence[Chunk], file_hash: str, emb: Embedders, batch_
     sparse: dict[int, SparseVec] = {}
     if with_text:
         if emb.text is not None:
-            vecs = emb.text.encode_text([texts[i] for i in with_text], batch_size=batch_size)
-            text_vecs = dict(zip(with_text, vecs, strict=True))
+            dense_in = [str(chunks[i].meta.get("embed_text") or texts[i]) for i in with_text]
+            text_vecs = dict(zip(with_text, _encode_texts(emb, dense_in, batch_size), strict=True))
         sparse = dict(zip(with_text, emb.bm25.embed_documents([texts[i] for i in with_text]), strict=True))
     points = []
     for i, c in enumerate(chunks):

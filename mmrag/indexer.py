@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mmrag.embed import Embedders, embed_chunks
 from mmrag.store.base import SearchFilter, Store
@@ -147,8 +147,7 @@ class _progress:
 
     def __init__(self, enabled: bool, total: int) -> None:
         self.enabled, self.total = enabled, total
-        self.bar = None
-        self.task = None
+        self.bar: Any = None
 
     def __enter__(self) -> Callable[[Path, int], None]:
         if not self.enabled:
@@ -161,8 +160,8 @@ class _progress:
             TextColumn("{task.fields[name]}"), console=Console(stderr=True), transient=False,
         )
         self.bar.start()
-        self.task = self.bar.add_task("index", total=self.total, name="")
-        bar, task = self.bar, self.task
+        bar = self.bar
+        task = bar.add_task("index", total=self.total, name="")
 
         def advance(path: Path, n: int) -> None:
             bar.update(task, advance=n, name=path.name[:40])

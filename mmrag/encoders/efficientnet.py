@@ -88,11 +88,12 @@ class EfficientNetEncoder:
         self.dim = desc.dim
         self.device = resolve_device(device)
         self.n_tags = n_tags
-        self.model = load_efficientnet_lite0(desc, self.device)
+        self.model: Any = load_efficientnet_lite0(desc, self.device)
 
     def feature_map(self, pixels: torch.Tensor) -> torch.Tensor:
         """(N, 1280, 7, 7) features before pooling."""
-        return self.model.extract_features(pixels.to(self.device))
+        out: torch.Tensor = self.model.extract_features(pixels.to(self.device))
+        return out
 
     def encode_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> ImageFeatures:
         import torch
@@ -105,7 +106,7 @@ class EfficientNetEncoder:
             with torch.inference_mode():
                 fmap = self.feature_map(x)
                 pooled = fmap.mean(dim=(2, 3))
-                logits = self.model._fc(pooled)
+                logits = self.model._fc(pooled)  # the ImageNet head
             vecs.append(pooled.float().cpu().numpy())
             if self.n_tags:
                 top = logits.softmax(-1).topk(self.n_tags, dim=-1).indices.cpu().tolist()

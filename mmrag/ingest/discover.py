@@ -1,0 +1,211 @@
+"""Find the files to index: walk folders, sort out kinds by extension, hash contents.
+
+Folders are walked depth first with entries sorted by name, so the same tree always gives the
+same list. Hidden entries (a leading dot) are skipped inside folders; a path named explicitly is
+taken as given.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from mmrag.types import FileError
+
+if TYPE_CHECKING:
+    from mmrag.config import IngestConfig
+
+Kind = Literal["image", "pdf", "video", "text"]
+
+IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+VIDEO_EXTS = frozenset(
+    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ogv"}
+)
+PDF_EXTS = frozenset({".pdf"})
+TEXT_EXTS = frozenset({".txt", ".md", ".markdown", ".json", ".jsonl", ".ndjson"})
+SUBTITLE_EXTS = frozenset({".srt", ".vtt"})
+
+_HASH_BLOCK = 1 << 20
+
+
+def kind_of(path: Path) -> Kind | None:
+    """The reader a file goes to, from its extension (case-insensitive); None when unsupported.
+
+    A `.gif` is a video when it has more than one frame (the header of the second frame is read to
+    tell) and an image otherwise; other animated formats (WebP, APNG) are images, read at their
+    first frame. A GIF that cannot be opened counts as an image, whose reader reports the problem.
+    """
+    ext = Path(path).suffix.lower()
+    if ext == ".gif":
+        return "video" if _is_animated_gif(Path(path)) else "image"
+    if ext in IMAGE_EXTS:
+        return "image"
+    if ext in VIDEO_EXTS:
+        return "video"
+    if ext in PDF_EXTS:
+        return "pdf"
+    if ext in TEXT_EXTS:
+        return "text"
+    return None
+
+
+def _is_animated_gif(path: Path) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return bool(getattr(im, "is_animated", False))
+    except Exception:  # any unreadable GIF: let the image reader name the problem
+        return False
+
+
+def sidecars(path: Path) -> list[Path]:
+    """Files read together with `path`: a video's `<stem>.srt`/`.vtt`, an image's `<stem>.txt` caption."""
+    from mmrag.ingest.subtitles import find_subtitles
+
+    path = Path(path)
+    ext = path.suffix.lower()
+    found: list[Path | None] = []
+    if ext in VIDEO_EXTS or ext == ".gif":
+        found.append(find_subtitles(path))
+    if ext in IMAGE_EXTS:
+        caption = path.with_suffix(".txt")
+        found.append(caption if caption.is_file() else None)
+    return [p for p in found if p is not None]
+
+
+def file_hash(path: Path) -> str:
+    """Content hash (BLAKE2b, 128-bit, hex) of a file and its sidecars, read in 1 MiB blocks.
+
+    The sidecars (`sidecars`) are part of the hash so that editing a video's subtitles or an
+    image's caption makes the file count as changed; a file without sidecars hashes to the plain
+    BLAKE2b of its bytes.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    h = hashlib.blake2b(digest_size=16)
+    for i, part in enumerate([Path(path), *sidecars(Path(path))]):
+        if i:
+            h.update(b"\0sidecar" + part.suffix.lower().encode() + b"\0")
+        with open(part, "rb") as f:
+            while block := f.read(_HASH_BLOCK):
+                h.update(block)
+    return h.hexdigest()
+
+
+def discover(paths: Sequence[str | Path], cfg: IngestConfig) -> tuple[list[Path], list[FileError]]:
+    """Expand files and folders into the sorted list of files to index.
+
+    Folders are walked recursively; inside them, unsupported extensions, hidden entries, subtitle
+    sidecars (read with their video) and `<stem>.txt` captions beside an image of the same stem are
+    left out without a word. Symbolic links to files are taken; links to folders are walked only
+    with `cfg.follow_symlinks`, and a link that leads back into its own ancestry is reported as a loop.
+    A file named explicitly must have a supported extension.
+
+    Args:
+        paths: Files and folders, in the order they should be indexed.
+        cfg: Ingest settings (`follow_symlinks`).
+
+    Returns:
+        Absolute file paths without duplicates, and the paths that could not be used, with the reason.
+    """
+    files: list[Path] = []
+    errors: list[FileError] = []
+    seen: set[Path] = set()
+
+    def add(p: Path) -> None:
+        if p not in seen:
+            seen.add(p)
+            files.append(p)
+
+    for raw in paths:
+        p = Path(os.path.abspath(Path(raw).expanduser()))
+        if p.is_symlink() and not p.exists():
+            errors.append(FileError(str(p), _dead_link(p)))
+        elif not p.exists():
+            errors.append(FileError(str(p), "no such file or folder"))
+        elif p.is_dir():
+            _walk(p, cfg, add, errors)
+        elif not p.is_file():
+            errors.append(FileError(str(p), "not a regular file or folder"))
+        elif p.suffix.lower() in SUBTITLE_EXTS:
+            errors.append(FileError(str(p), "subtitles are read with the video of the same name"))
+        elif kind_of(p) is None:
+            errors.append(FileError(str(p), f"unsupported file type {p.suffix or '(no extension)'!r}"))
+        elif not os.access(p, os.R_OK):
+            errors.append(FileError(str(p), "permission denied"))
+        else:
+            add(p)
+    return files, errors
+
+
+def _dead_link(path: Path) -> str:
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "symbolic link loop"
+    return "broken symbolic link"
+
+
+def _walk(root: Path, cfg: IngestConfig, add: Callable[[Path], None], errors: list[FileError]) -> None:
+    """Depth-first walk with sorted entries; tracks real folder paths to stop at symlink loops."""
+    visited: set[str] = {os.path.realpath(root)}
+    # (folder, real paths of its ancestors including itself): a link back into the chain is a loop
+    stack: list[tuple[Path, tuple[str, ...]]] = [(root, (os.path.realpath(root),))]
+    while stack:
+        folder, chain = stack.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            errors.append(FileError(str(folder), f"cannot list folder: {e.strerror or e}"))
+            continue
+        stems = {
+            stem
+            for stem, ext in map(os.path.splitext, (e.name for e in entries))
+            if ext.lower() in IMAGE_EXTS
+        }
+        subfolders: list[tuple[Path, tuple[str, ...]]] = []
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = folder / entry.name
+            try:
+                is_dir = entry.is_dir()  # follows links; False for broken ones
+                is_link = entry.is_symlink()
+            except OSError as e:
+                loop = e.errno == errno.ELOOP
+                errors.append(
+                    FileError(str(path), "symbolic link loop" if loop else f"cannot stat: {e.strerror or e}")
+                )
+                continue
+            if is_dir:
+                if is_link and not cfg.follow_symlinks:
+                    continue
+                real = os.path.realpath(path)
+                if real in chain:
+                    errors.append(FileError(str(path), f"symbolic link loop (back to {real})"))
+                elif real not in visited:  # the same folder reached twice through links: walk it once
+                    visited.add(real)
+                    subfolders.append((path, (*chain, real)))
+                continue
+            if is_link and not path.exists():
+                errors.append(FileError(str(path), _dead_link(path)))
+                continue
+            stem, ext = os.path.splitext(entry.name)
+            if ext.lower() == ".txt" and stem in stems:
+                continue  # caption of the image beside it, read by the image reader
+            if kind_of(path) is None:
+                continue
+            if not os.access(path, os.R_OK):
+                errors.append(FileError(str(path), "permission denied"))
+                continue
+            add(path)
+        # reversed onto the stack so that subfolders come out in name order
+        stack.extend(reversed(subfolders))

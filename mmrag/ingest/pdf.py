@@ -1,0 +1,147 @@
+"""PDF pages into chunks with pypdfium2: a rendered page for the `image` vector, its text for `text`/`bm25`.
+
+Each page gives one `page` chunk (the rendered page and its whole text) and its text again in word
+windows as `text` chunks, all carrying the zero-based page number. Pages without a text layer
+(scans) get their text from OCR when an OCR callable is given, read from a sharper render.
+PDFium is not thread-safe: read one PDF at a time per process.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mmrag.ingest.text import word_windows
+from mmrag.types import Chunk, IngestError, MMRAGError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from mmrag.config import IngestConfig
+
+OCR_PAGE_PX = 1600
+"""Longest side of the render that OCR reads (about 140 dpi for a letter page)."""
+
+_BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
+_TRAILING_SPACE = re.compile(r"[ \t]+\n")
+_PRIVATE_USE = re.compile("[\ue000-\uf8ff]")
+
+
+def _pdfium() -> Any:
+    try:
+        import pypdfium2
+    except ImportError as e:
+        raise MMRAGError("reading PDFs needs pypdfium2: pip install pypdfium2") from e
+    return pypdfium2
+
+
+def clean_page_text(text: str) -> str:
+    """Normalise PDFium's text: `\\n` line ends, hyphens back in, private-use glyphs dropped.
+
+    PDFium writes U+FFFE where a hyphenated word was broken across lines ("cloud\\ufffebased") and
+    private-use code points for symbol-font glyphs (bullets).
+    """
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\ufffe", "-").replace("\x00", "")
+    text = _PRIVATE_USE.sub(" ", text)
+    text = _TRAILING_SPACE.sub("\n", text)
+    return _BLANK_LINES.sub("\n\n", text).strip()
+
+
+def _has_text_layer(text: str) -> bool:
+    # page numbers and stray marks alone do not make a text layer
+    return any(ch.isalpha() for ch in text)
+
+
+def _render(page: Any, longest_side: int) -> Image.Image:
+    width, height = page.get_size()
+    scale = longest_side / max(width, height, 1.0)
+    img = page.render(scale=scale).to_pil()
+    return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def _open(pdfium: Any, path: Path) -> Any:
+    try:
+        return pdfium.PdfDocument(str(path))
+    except pdfium.PdfiumError as e:
+        if "password" in str(e).lower():
+            raise IngestError("encrypted PDF: it needs a password to open") from e
+        raise IngestError(f"not a PDF or corrupt: {e}") from e
+
+
+def iter_pdf_chunks(
+    path: Path, cfg: IngestConfig, ocr: Callable[[Image.Image], str] | None = None
+) -> Iterator[Chunk]:
+    """Per page: one `page` chunk (render + whole text), then its `text` chunks (word windows).
+
+    Locators are `page=i` and `page=i;chunk=j` (zero-based). `meta` holds `pages` (the page count)
+    and the document `title` when the PDF has one.
+
+    Raises:
+        IngestError: not a PDF, corrupt, encrypted, no pages, or more than `cfg.max_pdf_pages` pages.
+    """
+    pdfium = _pdfium()
+    pdf = _open(pdfium, path)
+    try:
+        n_pages = len(pdf)
+        if n_pages == 0:
+            raise IngestError("PDF has no pages")
+        if n_pages > cfg.max_pdf_pages:
+            raise IngestError(f"PDF has {n_pages} pages, over the {cfg.max_pdf_pages} limit (max_pdf_pages)")
+        meta: dict[str, Any] = {"pages": n_pages}
+        try:
+            title = (pdf.get_metadata_dict().get("Title") or "").strip()
+        except pdfium.PdfiumError:
+            title = ""
+        if title:
+            meta["title"] = title
+        for i in range(n_pages):
+            yield from _page_chunks(pdfium, pdf, i, str(path), cfg, ocr, meta)
+    finally:
+        pdf.close()
+
+
+def _page_chunks(
+    pdfium: Any,
+    pdf: Any,
+    i: int,
+    path: str,
+    cfg: IngestConfig,
+    ocr: Callable[[Image.Image], str] | None,
+    meta: dict[str, Any],
+) -> Iterator[Chunk]:
+    try:
+        page = pdf[i]
+    except pdfium.PdfiumError as e:
+        raise IngestError(f"page {i} cannot be loaded: {e}") from e
+    try:
+        textpage = page.get_textpage()
+        try:
+            text = clean_page_text(textpage.get_text_range())
+        finally:
+            textpage.close()
+        image = _render(page, cfg.page_image_px)
+        if ocr is not None and not _has_text_layer(text):
+            text = ocr(_render(page, OCR_PAGE_PX)).strip()
+    except pdfium.PdfiumError as e:
+        raise IngestError(f"page {i} cannot be read: {e}") from e
+    finally:
+        page.close()
+    windows = word_windows(text, cfg.chunk_words, cfg.chunk_overlap)
+    # The page's dense text vector reads its first window (the embedder would truncate the page
+    # there anyway); it is the same string as text chunk 0, so it is embedded once.
+    page_meta = {**meta, "embed_text": windows[0]} if windows else dict(meta)
+    yield Chunk(
+        modality="page",
+        path=path,
+        locator=f"page={i}",
+        text=text or None,
+        images=[image],
+        page=i,
+        meta=page_meta,
+    )
+    for j, window in enumerate(windows):
+        yield Chunk(
+            modality="text", path=path, locator=f"page={i};chunk={j}", text=window, page=i, meta=dict(meta)
+        )
