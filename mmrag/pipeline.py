@@ -179,6 +179,9 @@ class Pipeline:
         report = Indexer(self.config, store, self.files, self.embedders, ocr=ocr).run(
             paths, progress=progress, strict=strict, on_file=on_file
         )
+        if report.points_written:
+            # The embedded engine builds HNSW only when asked; until then every search is brute force.
+            store.optimize()
         self.save()
         return report
 

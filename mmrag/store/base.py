@@ -128,6 +128,13 @@ class Store(ABC):
     def scroll(self, flt: SearchFilter | None = None, with_vectors: bool = False) -> Iterator[dict[str, Any]]:
         """Every point as `{"id", "payload", "vectors"?}` (vectors: name -> list or SparseVec)."""
 
+    def optimize(self) -> None:
+        """Build search indexes (HNSW) now; a no-op where the backend indexes in the background.
+
+        The embedded store indexes nothing until this is called: search stays exact but brute-force.
+        """
+        return None
+
     @abstractmethod
     def flush(self) -> None:
         """Make every upsert so far durable."""
