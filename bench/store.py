@@ -88,8 +88,11 @@ def ingest(store: Store, data: Mixture, n: int) -> float:
     for start, x in data.chunks(n):
         for b in range(0, len(x), BATCH):
             pts = [
-                PointData(pid(start + b + j), {"image": v},
-                          payload={"modality": "image", "path": f"/data/{(start + b + j) // 10}.jpg"})
+                PointData(
+                    pid(start + b + j),
+                    {"image": v},
+                    payload={"modality": "image", "path": f"/data/{(start + b + j) // 10}.jpg"},
+                )
                 for j, v in enumerate(x[b : b + BATCH])
             ]
             t = time.perf_counter()
@@ -98,8 +101,9 @@ def ingest(store: Store, data: Mixture, n: int) -> float:
     return spent
 
 
-def timed_queries(search: Callable[[np.ndarray], list[str]], queries: np.ndarray,
-                  truth: list[set[str]]) -> dict[str, Any]:
+def timed_queries(
+    search: Callable[[np.ndarray], list[str]], queries: np.ndarray, truth: list[set[str]]
+) -> dict[str, Any]:
     """p50/p95 latency in ms and mean recall@10 of `search` over `queries`."""
     lat, rec = [], []
     for q, t in zip(queries, truth, strict=True):
@@ -107,8 +111,12 @@ def timed_queries(search: Callable[[np.ndarray], list[str]], queries: np.ndarray
         got = search(q)
         lat.append((time.perf_counter() - t0) * 1000)
         rec.append(len(set(got[:10]) & t) / 10)
-    return {"queries": len(queries), "p50_ms": round(float(np.percentile(lat, 50)), 3),
-            "p95_ms": round(float(np.percentile(lat, 95)), 3), "recall@10": round(float(np.mean(rec)), 4)}
+    return {
+        "queries": len(queries),
+        "p50_ms": round(float(np.percentile(lat, 50)), 3),
+        "p95_ms": round(float(np.percentile(lat, 95)), 3),
+        "recall@10": round(float(np.mean(rec)), 4),
+    }
 
 
 def store_search(store: Store) -> Callable[[np.ndarray], list[str]]:
@@ -128,8 +136,15 @@ def edge_raw_search(store: EdgeStore, **params: Any) -> Callable[[np.ndarray], l
     return run
 
 
-def bench_edge(data: Mixture, n: int, queries: np.ndarray, truth: list[set[str]], efs: list[int],
-               schema: StoreSchema, workdir: Path) -> dict[str, Any]:
+def bench_edge(
+    data: Mixture,
+    n: int,
+    queries: np.ndarray,
+    truth: list[set[str]],
+    efs: list[int],
+    schema: StoreSchema,
+    workdir: Path,
+) -> dict[str, Any]:
     folder = workdir / f"edge-{n}"
     out: dict[str, Any] = {}
     with EdgeStore(folder, schema) as store:
@@ -143,10 +158,13 @@ def bench_edge(data: Mixture, n: int, queries: np.ndarray, truth: list[set[str]]
         optimize_s = time.perf_counter() - t
         info = store.shard.info()
         out["ingest"] = {
-            "upsert_s": round(upsert_s, 2), "flush_s": round(flush_s, 2),
-            "optimize_s": round(optimize_s, 2), "points_per_s": round(n / upsert_s),
+            "upsert_s": round(upsert_s, 2),
+            "flush_s": round(flush_s, 2),
+            "optimize_s": round(optimize_s, 2),
+            "points_per_s": round(n / upsert_s),
             "points_per_s_with_index": round(n / (upsert_s + optimize_s)),
-            "indexed_vectors": info.indexed_vectors_count, "segments": info.segments_count,
+            "indexed_vectors": info.indexed_vectors_count,
+            "segments": info.segments_count,
         }
         out["query"] = timed_queries(store_search(store), queries, truth)
         out["exact"] = timed_queries(edge_raw_search(store, exact=True), queries, truth)
@@ -163,8 +181,9 @@ def allocated_mb(folder: Path) -> float:
     return round(sum(f.stat().st_blocks * 512 for f in folder.rglob("*") if f.is_file()) / 2**20, 1)
 
 
-def bench_client(data: Mixture, n: int, queries: np.ndarray, truth: list[set[str]],
-                 schema: StoreSchema) -> dict[str, Any]:
+def bench_client(
+    data: Mixture, n: int, queries: np.ndarray, truth: list[set[str]], schema: StoreSchema
+) -> dict[str, Any]:
     with ClientStore(":memory:", schema) as store:
         upsert_s = ingest(store, data, n)
         return {
@@ -176,12 +195,22 @@ def bench_client(data: Mixture, n: int, queries: np.ndarray, truth: list[set[str
 def machine() -> dict[str, Any]:
     cpu = ""
     if Path("/proc/cpuinfo").is_file():
-        cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                    if ln.startswith("model name")), "")
+        cpu = next(
+            (
+                ln.split(":", 1)[1].strip()
+                for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")
+            ),
+            "",
+        )
     return {
-        "cpu_count": os.cpu_count(), "cpu": cpu, "platform": platform.platform(),
-        "python": platform.python_version(), "numpy": np.__version__,
-        "qdrant-edge-py": version("qdrant-edge-py"), "qdrant-client": version("qdrant-client"),
+        "cpu_count": os.cpu_count(),
+        "cpu": cpu,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "qdrant-edge-py": version("qdrant-edge-py"),
+        "qdrant-client": version("qdrant-client"),
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }
 
@@ -250,8 +279,9 @@ def main() -> None:
                 nq = args.queries if size <= 20_000 else min(args.queries, args.client_queries)
                 r["client"] = bench_client(data, size, queries[:nq], truth[:nq], schema)
                 r["ratios_edge_over_client"] = {
-                    "upsert_points_per_s": ratio(r["edge"]["ingest"]["points_per_s"],
-                                                 r["client"]["ingest"]["points_per_s"]),
+                    "upsert_points_per_s": ratio(
+                        r["edge"]["ingest"]["points_per_s"], r["client"]["ingest"]["points_per_s"]
+                    ),
                     "query_p50": ratio(r["edge"]["query"]["p50_ms"], r["client"]["query"]["p50_ms"]),
                     "query_p95": ratio(r["edge"]["query"]["p95_ms"], r["client"]["query"]["p95_ms"]),
                 }

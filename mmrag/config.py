@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
+
+import tomllib
 
 from mmrag.types import MMRAGError
 
@@ -198,7 +199,11 @@ def _coerce(value: Any, annotation: Any, name: str, source: str) -> Any:
     """Turn strings from the environment into the field's type; check types from files."""
     args = [a for a in get_args(annotation) if a is not type(None)]
     base = args[0] if args and str(getattr(annotation, "__origin__", "")) != "typing.Literal" else annotation
-    if isinstance(value, str) and value.lower() in ("none", "null", "") and type(None) in get_args(annotation):
+    if (
+        isinstance(value, str)
+        and value.lower() in ("none", "null", "")
+        and type(None) in get_args(annotation)
+    ):
         return None
     try:
         if base is bool:

@@ -26,7 +26,18 @@ PAYLOAD_TEXT_CHARS = 4000
 # reopening an index, or a server holding several, loads each model once.
 _LOADED: dict[tuple[str, str, str, str, int], Any] = {}
 RECENT_TEXTS = 256
-_RESERVED = {"embed_text", "modality", "path", "file_hash", "locator", "page", "t_start", "t_end", "text", "tags"}
+_RESERVED = {
+    "embed_text",
+    "modality",
+    "path",
+    "file_hash",
+    "locator",
+    "page",
+    "t_start",
+    "t_end",
+    "text",
+    "tags",
+}
 
 
 class Embedders:
@@ -113,7 +124,9 @@ def _encode_texts(emb: Embedders, texts: list[str], batch_size: int) -> list[np.
     return [cache[t] for t in texts]
 
 
-def embed_chunks(chunks: Sequence[Chunk], file_hash: str, emb: Embedders, batch_size: int = 32) -> list[PointData]:
+def embed_chunks(
+    chunks: Sequence[Chunk], file_hash: str, emb: Embedders, batch_size: int = 32
+) -> list[PointData]:
     """Embed a group of chunks (all from one file) into points with deterministic ids."""
     tags: list[list[str] | None] = [None] * len(chunks)
     image_vecs: list[np.ndarray | None] = [None] * len(chunks)
@@ -150,12 +163,20 @@ def embed_chunks(chunks: Sequence[Chunk], file_hash: str, emb: Embedders, batch_
             dense["text"] = text_vecs[i]
         payload = {k: v for k, v in c.meta.items() if k not in _RESERVED}
         payload.update(
-            modality=c.modality, path=c.path, file_hash=file_hash, locator=c.locator,
-            page=c.page, t_start=c.t_start, t_end=c.t_end,
-            text=(c.text or "")[:PAYLOAD_TEXT_CHARS] or None, tags=tags[i],
+            modality=c.modality,
+            path=c.path,
+            file_hash=file_hash,
+            locator=c.locator,
+            page=c.page,
+            t_start=c.t_start,
+            t_end=c.t_end,
+            text=(c.text or "")[:PAYLOAD_TEXT_CHARS] or None,
+            tags=tags[i],
         )
         sp = sparse.get(i)
-        points.append(PointData(point_id(file_hash, c.locator), dense, sp if sp and sp.indices else None, payload))
+        points.append(
+            PointData(point_id(file_hash, c.locator), dense, sp if sp and sp.indices else None, payload)
+        )
     return points
 
 

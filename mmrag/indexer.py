@@ -119,7 +119,9 @@ class Indexer:
     def _delete_stale(self, path: str, keep_hash: str) -> None:
         """Delete points of `path` written from another version of its content."""
         stale = [
-            p["id"] for p in self.store.scroll(SearchFilter(paths=[path])) if p["payload"].get("file_hash") != keep_hash
+            p["id"]
+            for p in self.store.scroll(SearchFilter(paths=[path]))
+            if p["payload"].get("file_hash") != keep_hash
         ]
         if stale:
             self.store.delete_ids(stale)
@@ -156,8 +158,13 @@ class _progress:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.bar = Progress(
-            TextColumn("[bold]indexing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.fields[name]}"), console=Console(stderr=True), transient=False,
+            TextColumn("[bold]indexing"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[name]}"),
+            console=Console(stderr=True),
+            transient=False,
         )
         self.bar.start()
         bar = self.bar

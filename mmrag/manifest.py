@@ -46,7 +46,9 @@ def read_manifest(index_dir: Path) -> dict[str, Any] | None:
     try:
         data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
-        raise MMRAGError(f"{path}: unreadable index manifest ({e}); rebuild the index into a new folder") from e
+        raise MMRAGError(
+            f"{path}: unreadable index manifest ({e}); rebuild the index into a new folder"
+        ) from e
     version = data.get("schema_version")
     if version != SCHEMA_VERSION:
         raise IndexMismatchError(
@@ -67,7 +69,8 @@ def check_encoders(index_dir: Path, recorded: dict[str, Any], wanted: dict[str, 
             diffs.append(f"{space} encoder {r.get('id')}: index dim {r.get('dim')}, model dim {w.get('dim')}")
     if diffs:
         raise IndexMismatchError(
-            f"{index_dir} was built with other encoders: " + "; ".join(diffs)
+            f"{index_dir} was built with other encoders: "
+            + "; ".join(diffs)
             + ". Open it without overriding encoders (Pipeline.load / mmrag search --index), "
             "or index into a new folder."
         )
@@ -95,13 +98,16 @@ class FileTable:
         self.db.commit()
 
     def get(self, path: str) -> FileRecord | None:
-        row = self.db.execute("SELECT path, hash, size, points, indexed_at FROM files WHERE path=?", (path,)).fetchone()
+        row = self.db.execute(
+            "SELECT path, hash, size, points, indexed_at FROM files WHERE path=?", (path,)
+        ).fetchone()
         return FileRecord(*row) if row else None
 
     def put(self, path: str, hash_: str, size: int, points: int) -> None:
         with self.db:
             self.db.execute(
-                "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)", (path, hash_, size, points, time.time())
+                "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)",
+                (path, hash_, size, points, time.time()),
             )
 
     def delete(self, path: str) -> None:
@@ -109,7 +115,9 @@ class FileTable:
             self.db.execute("DELETE FROM files WHERE path=?", (path,))
 
     def all(self) -> list[FileRecord]:
-        return [FileRecord(*r) for r in self.db.execute("SELECT path, hash, size, points, indexed_at FROM files")]
+        return [
+            FileRecord(*r) for r in self.db.execute("SELECT path, hash, size, points, indexed_at FROM files")
+        ]
 
     def close(self) -> None:
         self.db.close()

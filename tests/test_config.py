@@ -24,7 +24,9 @@ def test_precedence_file_env_overrides(tmp_path: Path) -> None:
     f = tmp_path / "c.toml"
     f.write_text('profile = "offline"\nindex = "from-file"\n[ingest]\nclip_seconds = 7.5\n[search]\nk = 4\n')
     env = {"MMRAG_SEARCH_K": "6", "MMRAG_STORE_ON_DISK": "true", "MMRAG_QDRANT_URL": "http://h:6333"}
-    cfg = MMRAGConfig.load(config_file=f, env=env, **{"search.fusion": "dbsf", "ingest.frames_per_clip": None})
+    cfg = MMRAGConfig.load(
+        config_file=f, env=env, **{"search.fusion": "dbsf", "ingest.frames_per_clip": None}
+    )
     assert cfg.profile == "offline" and cfg.index == "from-file"
     assert cfg.ingest.clip_seconds == 7.5  # file
     assert cfg.search.k == 6  # env beats file

@@ -15,8 +15,8 @@ from mmrag import Pipeline
 from mmrag.types import IndexMismatchError
 
 DOCS = {
-    "cats.txt": "Cats are small domesticated carnivores. A cat sleeps most of the day and purrs when content.",
-    "finance.txt": "Quarterly revenue rose 12 percent to 4.2 billion dollars and the board raised the dividend.",
+    "cats.txt": "Cats are small domesticated carnivores. A cat sleeps most of the day and purrs.",
+    "finance.txt": "Quarterly revenue rose 12 percent to 4.2 billion dollars; the board raised the dividend.",
     "space.md": "# Rockets\nThe rocket launched from the pad and reached orbit after nine minutes of flight.",
 }
 

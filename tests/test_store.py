@@ -143,8 +143,9 @@ def test_both_backends_fuse_alike(tmp_path: Path):
         with open_backend(kind, tmp_path) as s:
             s.upsert(pts)
             # limit above the point count: every candidate comes back, so ties cannot cut differently
-            results.append({f: {h.id: h.score for h in s.query(prefetches, limit=10, fusion=f)}
-                            for f in ("rrf", "dbsf")})
+            results.append(
+                {f: {h.id: h.score for h in s.query(prefetches, limit=10, fusion=f)} for f in ("rrf", "dbsf")}
+            )
     for fusion in ("rrf", "dbsf"):
         edge, client = results[0][fusion], results[1][fusion]
         assert edge.keys() == client.keys()
@@ -209,8 +210,10 @@ def test_scroll_with_vectors(store: Store):
 
 def test_scroll_pages_past_one_batch(backend: str, tmp_path: Path):
     rng = np.random.default_rng(3)
-    pts = [PointData(id=point_id("h", str(i)), dense={"image": _unit(rng, 8)}, payload={"path": "p"})
-           for i in range(600)]
+    pts = [
+        PointData(id=point_id("h", str(i)), dense={"image": _unit(rng, 8)}, payload={"path": "p"})
+        for i in range(600)
+    ]
     with open_backend(backend, tmp_path) as s:
         s.upsert(pts)
         assert len({r["id"] for r in s.scroll()}) == 600
@@ -249,8 +252,10 @@ def test_edge_rejects_other_schema_and_second_open(tmp_path: Path):
 
 def test_edge_optimize_keeps_points_findable(tmp_path: Path):
     rng = np.random.default_rng(4)
-    pts = [PointData(id=point_id("o", str(i)), dense={"image": _unit(rng, 8)}, payload={"path": str(i)})
-           for i in range(300)]
+    pts = [
+        PointData(id=point_id("o", str(i)), dense={"image": _unit(rng, 8)}, payload={"path": str(i)})
+        for i in range(300)
+    ]
     with EdgeStore(tmp_path / "store", SCHEMA) as s:
         s.upsert(pts)
         s.optimize()

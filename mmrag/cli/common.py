@@ -20,17 +20,28 @@ IndexOpt = Annotated[
 ]
 ProfileOpt = Annotated[
     str | None,
-    typer.Option("--profile", "-p", help="Model profile: default (hub models) or offline (packaged models).",
-                 envvar="MMRAG_PROFILE", rich_help_panel="Index"),
+    typer.Option(
+        "--profile",
+        "-p",
+        help="Model profile: default (hub models) or offline (packaged models).",
+        envvar="MMRAG_PROFILE",
+        rich_help_panel="Index",
+    ),
 ]
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="TOML config file.", exists=True, dir_okay=False, rich_help_panel="Index"),
+    typer.Option(
+        "--config", "-c", help="TOML config file.", exists=True, dir_okay=False, rich_help_panel="Index"
+    ),
 ]
 QdrantUrlOpt = Annotated[
     str | None,
-    typer.Option("--qdrant-url", help="Qdrant server URL instead of the embedded engine.",
-                 envvar="MMRAG_QDRANT_URL", rich_help_panel="Store"),
+    typer.Option(
+        "--qdrant-url",
+        help="Qdrant server URL instead of the embedded engine.",
+        envvar="MMRAG_QDRANT_URL",
+        rich_help_panel="Store",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")]
 

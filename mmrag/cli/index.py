@@ -22,7 +22,9 @@ from mmrag.cli.common import (
 
 @guarded
 def index(
-    paths: Annotated[list[Path], typer.Argument(help="Files or folders: images, PDFs, videos, text/JSON corpora.")],
+    paths: Annotated[
+        list[Path], typer.Argument(help="Files or folders: images, PDFs, videos, text/JSON corpora.")
+    ],
     index: IndexOpt = Path("./mmrag-index"),
     profile: ProfileOpt = None,
     config: ConfigOpt = None,

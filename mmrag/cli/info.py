@@ -4,11 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mmrag.cli.common import IndexOpt, JsonOpt, QdrantUrlOpt, guarded, open_pipeline, print_json, stdout_console
+from mmrag.cli.common import (
+    IndexOpt,
+    JsonOpt,
+    QdrantUrlOpt,
+    guarded,
+    open_pipeline,
+    print_json,
+    stdout_console,
+)
 
 
 @guarded
-def info(index: IndexOpt = Path("./mmrag-index"), qdrant_url: QdrantUrlOpt = None, json_out: JsonOpt = False) -> None:
+def info(
+    index: IndexOpt = Path("./mmrag-index"), qdrant_url: QdrantUrlOpt = None, json_out: JsonOpt = False
+) -> None:
     """Show an index's encoders, point counts per modality, files and disk use."""
     from mmrag.manifest import read_manifest
     from mmrag.types import MMRAGError
@@ -26,4 +36,8 @@ def info(index: IndexOpt = Path("./mmrag-index"), qdrant_url: QdrantUrlOpt = Non
         con.print(f"  {space:5s} {e['id']}  dim={e['dim']}  text-aligned={e.get('aligned_text')}")
     st = data["store"]
     con.print(f"  store  {st.get('backend')}  points={st['points']}  disk={st['disk_bytes'] / 1e6:.1f} MB")
-    con.print("  " + "  ".join(f"{m}={n}" for m, n in data["points_by_modality"].items()) + f"  files={data['files']}")
+    con.print(
+        "  "
+        + "  ".join(f"{m}={n}" for m, n in data["points_by_modality"].items())
+        + f"  files={data['files']}"
+    )

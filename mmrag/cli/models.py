@@ -13,7 +13,9 @@ app = typer.Typer(help="Registered models (descriptions as data).", no_args_is_h
 
 @app.command("ls")
 def ls(
-    role: Annotated[str | None, typer.Option(help="Only models with this role: image, text, llm, vlm.")] = None,
+    role: Annotated[
+        str | None, typer.Option(help="Only models with this role: image, text, llm, vlm.")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """List registered models: id, family, roles, dim, license, and whether it loads offline."""
@@ -30,7 +32,12 @@ def ls(
         table.add_column(col, overflow="fold")
     for m in models:
         table.add_row(
-            m.id, m.family, ",".join(m.roles), str(m.dim or ""), m.license,
-            "yes" if m.available() else "", f"{m.size_mb} MB" if m.size_mb else "",
+            m.id,
+            m.family,
+            ",".join(m.roles),
+            str(m.dim or ""),
+            m.license,
+            "yes" if m.available() else "",
+            f"{m.size_mb} MB" if m.size_mb else "",
         )
     stdout_console().print(table)

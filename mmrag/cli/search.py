@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from mmrag.cli.common import IndexOpt, JsonOpt, QdrantUrlOpt, fail, guarded, open_pipeline, print_json, stdout_console
+from mmrag.cli.common import (
+    IndexOpt,
+    JsonOpt,
+    QdrantUrlOpt,
+    fail,
+    guarded,
+    open_pipeline,
+    print_json,
+    stdout_console,
+)
 
 
 def _fmt_loc(h: object) -> str:
@@ -34,11 +43,17 @@ def search(
     ] = None,
     modality: Annotated[
         list[str] | None,
-        typer.Option("--modality", "-m", help="image, page, video or text (repeatable).", rich_help_panel="Filters"),
+        typer.Option(
+            "--modality", "-m", help="image, page, video or text (repeatable).", rich_help_panel="Filters"
+        ),
     ] = None,
     path: Annotated[str | None, typer.Option(help="Glob over file paths.", rich_help_panel="Filters")] = None,
-    pages: Annotated[str | None, typer.Option(help="Page range, e.g. 3-5.", rich_help_panel="Filters")] = None,
-    time: Annotated[str | None, typer.Option(help="Time range in seconds, e.g. 10-60.", rich_help_panel="Filters")] = None,
+    pages: Annotated[
+        str | None, typer.Option(help="Page range, e.g. 3-5.", rich_help_panel="Filters")
+    ] = None,
+    time: Annotated[
+        str | None, typer.Option(help="Time range in seconds, e.g. 10-60.", rich_help_panel="Filters")
+    ] = None,
     qdrant_url: QdrantUrlOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -46,7 +61,9 @@ def search(
     if not query and image is None:
         fail("give a text query or --image")
     with open_pipeline(index, None, None, qdrant_url) as pipe:
-        hits = pipe.search(query, image=image, k=k, modality=modality or None, path=path, pages=pages, time=time)
+        hits = pipe.search(
+            query, image=image, k=k, modality=modality or None, path=path, pages=pages, time=time
+        )
     if json_out:
         print_json([{k_: v for k_, v in h.to_dict().items() if k_ != "payload"} for h in hits])
         return

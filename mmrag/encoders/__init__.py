@@ -33,30 +33,54 @@ def describe(model_id: str, role: str) -> ModelDescription:
     """The registry description of `model_id`, or one read from its config for unregistered models.
 
     Unregistered models are described from their `config.json` (`model_type`), never from the id's
-    spelling: `clip`/`siglip` model types load with their classes, any other type with both
-    `get_image_features` and `get_text_features` loads as `auto-dual`; a text embedder is a
+    spelling: `clip`/`siglip` model types load with their classes, any other type whose transformers
+    class has both `get_image_features` and `get_text_features` loads as `auto-dual` (also for the
+    `text` role, so a dual encoder's text tower can embed text); any other text model is a
     sentence-transformers folder (`modules.json`) or a plain transformers encoder (mean pooling).
+
+    Raises:
+        MMRAGError: The model cannot play `role`, or its config cannot be read.
     """
     desc = get_model(model_id)
     if desc is not None:
         if role not in desc.roles:
-            raise MMRAGError(f"{model_id} cannot be used as a {role} encoder (roles: {', '.join(desc.roles)})")
+            roles = ", ".join(desc.roles)
+            raise MMRAGError(f"{model_id} cannot be used as a {role} encoder (roles: {roles})")
         return desc
     from transformers import AutoConfig
 
     try:
-        cfg = AutoConfig.from_pretrained(model_id)
+        cfg = AutoConfig.from_pretrained(model_id, trust_remote_code=False)
     except (OSError, ValueError) as e:
         raise MMRAGError(
             f"{model_id}: not in the registry (mmrag models ls) and its config cannot be loaded: {e}"
         ) from e
     model_type = getattr(cfg, "model_type", "")
-    if role == "image":
+    if model_type in ("clip", "siglip") or _is_dual(cfg):
         family = model_type if model_type in ("clip", "siglip") else "auto-dual"
-        dim = int(getattr(cfg, "projection_dim", 0) or getattr(getattr(cfg, "text_config", None), "hidden_size", 0))
-        return ModelDescription(model_id, family, ("image", "text"), dim, "unknown")  # type: ignore[arg-type]
+        text_cfg = getattr(cfg, "text_config", None)
+        # CLIP-likes project both towers to `projection_dim`; SigLIP's text head keeps the hidden size.
+        dim = (
+            getattr(cfg, "projection_dim", None)
+            or getattr(text_cfg, "projection_size", None)
+            or getattr(text_cfg, "hidden_size", 0)
+        )
+        return ModelDescription(model_id, family, ("image", "text"), int(dim), "unknown")  # type: ignore[arg-type]
+    if role == "image":
+        raise MMRAGError(f"{model_id}: a {model_type!r} model is not an image encoder")
     dim = int(getattr(cfg, "hidden_size", 0))
     return ModelDescription(model_id, "sentence-transformers", ("text",), dim, "unknown")
+
+
+def _is_dual(cfg: Any) -> bool:
+    """True when the `AutoModel` class for `cfg` embeds both images and texts."""
+    from transformers import MODEL_MAPPING
+
+    try:
+        cls = MODEL_MAPPING[type(cfg)]
+    except (KeyError, ValueError):
+        return False
+    return hasattr(cls, "get_image_features") and hasattr(cls, "get_text_features")
 
 
 def _family_module(desc: ModelDescription) -> Any:
@@ -70,11 +94,11 @@ def load_image_encoder(model_id: str, device: str = "auto", dtype: str = "auto",
     """Load an image encoder (CLIP, SigLIP, any dual encoder, EfficientNet-Lite0)."""
     desc = describe(model_id, "image")
     enc = _family_module(desc).load(desc, device=device, dtype=dtype, **kw)
-    return enc  # type: ignore[no-any-return]
+    return enc
 
 
 def load_text_encoder(model_id: str, device: str = "auto", dtype: str = "auto", **kw: Any) -> TextEncoder:
     """Load a text embedder (sentence-transformers or plain transformers with mean pooling)."""
     desc = describe(model_id, "text")
     enc = _family_module(desc).load(desc, device=device, dtype=dtype, **kw)
-    return enc  # type: ignore[no-any-return]
+    return enc

@@ -156,8 +156,11 @@ class ClientStore(Store):
         )
         if self._local:
             return  # local mode ignores payload indexes (and warns when asked for one)
-        kinds = {"keyword": m.PayloadSchemaType.KEYWORD, "integer": m.PayloadSchemaType.INTEGER,
-                 "float": m.PayloadSchemaType.FLOAT}
+        kinds = {
+            "keyword": m.PayloadSchemaType.KEYWORD,
+            "integer": m.PayloadSchemaType.INTEGER,
+            "float": m.PayloadSchemaType.FLOAT,
+        }
         for name, kind in INDEXED_FIELDS.items():
             self._client.create_payload_index(self.collection, name, field_schema=kinds[kind], wait=True)
 
@@ -226,8 +229,12 @@ class ClientStore(Store):
         if len(prefetches) == 1:
             p = prefetches[0]
             res = self.client.query_points(
-                self.collection, query=self._query_vector(p), using=p.using, query_filter=qflt,
-                limit=limit, with_payload=True,
+                self.collection,
+                query=self._query_vector(p),
+                using=p.using,
+                query_filter=qflt,
+                limit=limit,
+                with_payload=True,
             )
         else:
             if fusion not in ("rrf", "dbsf"):
@@ -252,8 +259,12 @@ class ClientStore(Store):
         offset = None
         while True:
             records, offset = self.client.scroll(
-                self.collection, scroll_filter=qflt, limit=BATCH, offset=offset,
-                with_payload=True, with_vectors=with_vectors,
+                self.collection,
+                scroll_filter=qflt,
+                limit=BATCH,
+                offset=offset,
+                with_payload=True,
+                with_vectors=with_vectors,
             )
             for r in records:
                 item: dict[str, Any] = {"id": str(r.id), "payload": dict(r.payload or {})}

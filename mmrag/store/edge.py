@@ -134,8 +134,11 @@ class EdgeStore(Store):
 
     def _ensure_field_indexes(self) -> None:
         qe = self._qe
-        kinds = {"keyword": qe.PayloadSchemaType.Keyword, "integer": qe.PayloadSchemaType.Integer,
-                 "float": qe.PayloadSchemaType.Float}
+        kinds = {
+            "keyword": qe.PayloadSchemaType.Keyword,
+            "integer": qe.PayloadSchemaType.Integer,
+            "float": qe.PayloadSchemaType.Float,
+        }
         have = set(self._shard.info().payload_schema)
         for name, kind in INDEXED_FIELDS.items():
             if name not in have:
@@ -218,8 +221,9 @@ class EdgeStore(Store):
         offset = None
         while True:
             records, offset = self.shard.scroll(
-                qe.ScrollRequest(offset=offset, limit=BATCH, filter=edge_flt, with_payload=True,
-                                 with_vector=with_vectors)
+                qe.ScrollRequest(
+                    offset=offset, limit=BATCH, filter=edge_flt, with_payload=True, with_vector=with_vectors
+                )
             )
             for r in records:
                 item: dict[str, Any] = {"id": str(r.id), "payload": dict(r.payload or {})}
