@@ -22,5 +22,16 @@ app.add_typer(_models.app, name="models")
 
 
 def main() -> None:
-    """Console entry point."""
+    """Console entry point.
+
+    Quiets the libraries' own chatter for the command line (stderr is for our diagnostics): the
+    hub's per-file progress bars, transformers' advisory warnings, and bitsandbytes' warning that an
+    optional hub-fetched CPU kernel is missing. Users can set the variables themselves to see them.
+    """
+    import logging
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     app()
