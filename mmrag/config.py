@@ -44,6 +44,10 @@ class EncoderConfig:
     """`auto` (bf16/fp16 on GPU, fp32 on CPU), `float32`, `float16`, `bfloat16`."""
     batch_size: int = 32
     """Images or texts per forward pass."""
+    cpu_bf16: bool = False
+    """With `dtype="auto"` on a CPU that has native bfloat16 (AVX512-BF16 or AMX), run the text
+    embedder in bfloat16: about 2x faster for MiniLM here (15.5 -> 31 texts/s at one thread), vectors
+    within cosine 0.998 of float32. CPUs without it keep float32 (emulated bf16 is slower)."""
     ocr: bool = False
     """Run OCR (rapidocr) on images, and on PDF pages that have no text layer."""
     tags: int = 3
@@ -103,6 +107,24 @@ class SearchConfig:
 
 
 @dataclass
+class GenerateConfig:
+    """Which model answers, and how much retrieved context it reads."""
+
+    model: str = "Qwen/Qwen2-VL-2B-Instruct"
+    """A VLM (hub id/folder), a causal LM, a packaged LLM (`smollm2-135m`) or a bridge folder."""
+    quantize: bool | None = None
+    """4-bit NF4 (bitsandbytes) for the LLM; None: on for CUDA, off on CPU."""
+    device: str = "auto"
+    """`auto`, `cpu`, `cuda`, ..."""
+    max_new_tokens: int = 256
+    """Upper bound on generated tokens."""
+    context_chars: int = 6000
+    """Budget of retrieved text put into the prompt (the top hits first)."""
+    max_images: int = 2
+    """Retrieved images (photos, page renders, clip keyframes) given to a VLM as visual inputs."""
+
+
+@dataclass
 class MMRAGConfig:
     """Everything a pipeline needs; what an index folder records."""
 
@@ -114,6 +136,7 @@ class MMRAGConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
 
     def to_dict(self, secrets: bool = False) -> dict[str, Any]:
         """Plain dict (TOML/JSON-ready); the API key is dropped unless `secrets`."""
@@ -132,6 +155,8 @@ class MMRAGConfig:
             cfg.encoders.image = "efficientnet-lite0"
             cfg.encoders.text = "sentence-transformers/all-MiniLM-L6-v2"
             cfg.encoders.ocr = True
+            cfg.encoders.cpu_bf16 = True
+            cfg.generate.model = "smollm2-135m"
         return cfg
 
     @classmethod
@@ -164,7 +189,13 @@ class MMRAGConfig:
         return cfg
 
 
-_SECTIONS = {"encoders": EncoderConfig, "store": StoreConfig, "ingest": IngestConfig, "search": SearchConfig}
+_SECTIONS = {
+    "encoders": EncoderConfig,
+    "store": StoreConfig,
+    "ingest": IngestConfig,
+    "search": SearchConfig,
+    "generate": GenerateConfig,
+}
 
 
 def _unflatten(flat: dict[str, Any]) -> dict[str, Any]:

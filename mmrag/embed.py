@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mmrag.encoders.base import l2_normalize
+from mmrag.encoders.base import cpu_has_native_bf16, l2_normalize, resolve_device
 from mmrag.store.base import BM25, PointData, SparseVec, StoreSchema, point_id
 from mmrag.types import Chunk
 
@@ -68,9 +68,12 @@ class Embedders:
         if self._text is None and self.cfg.text:
             from mmrag.encoders import load_text_encoder
 
-            key = ("text", self.cfg.text, self.cfg.device, self.cfg.dtype, 0)
+            dtype = self.cfg.dtype
+            if dtype == "auto" and self.cfg.cpu_bf16 and resolve_device(self.cfg.device) == "cpu":
+                dtype = "bfloat16" if cpu_has_native_bf16() else "float32"
+            key = ("text", self.cfg.text, self.cfg.device, dtype, 0)
             if key not in _LOADED:
-                _LOADED[key] = load_text_encoder(self.cfg.text, device=self.cfg.device, dtype=self.cfg.dtype)
+                _LOADED[key] = load_text_encoder(self.cfg.text, device=self.cfg.device, dtype=dtype)
             self._text = _LOADED[key]
         return self._text
 

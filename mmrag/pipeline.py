@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,7 @@ from mmrag.types import Hit, IndexReport, MMRAGError
 if TYPE_CHECKING:
     from PIL import Image
 
+    from mmrag.answer import Answer
     from mmrag.store.base import Store
 
 
@@ -92,7 +93,7 @@ class Pipeline:
             raise MMRAGError(f"{index_dir}: no index here (no manifest.json); build one with mmrag index")
         cfg = MMRAGConfig.load(profile=manifest.get("profile", "default"), env={})
         recorded = manifest.get("config", {})
-        for section in ("encoders", "store", "ingest", "search"):
+        for section in ("encoders", "store", "ingest", "search", "generate"):
             for k, v in recorded.get(section, {}).items():
                 if hasattr(getattr(cfg, section), k):
                     setattr(getattr(cfg, section), k, v)
@@ -231,6 +232,64 @@ class Pipeline:
             return []
         points = self.store.query(prefetches, limit=k or cfg.k, flt=flt, fusion=cfg.fusion)
         return to_hits(points)
+
+    def ask(
+        self,
+        question: str,
+        *,
+        images: Sequence[str | Path | Image.Image] | None = None,
+        k: int = 5,
+        modality: str | list[str] | None = None,
+        path: str | None = None,
+        on_token: Callable[[str], None] | None = None,
+        prompt_dir: str | Path | None = None,
+    ) -> Answer:
+        """Retrieve, pack the context, and generate an answer that cites its sources.
+
+        Args:
+            question: The question.
+            images: Query images: searched in the image space and shown to a generator that reads images.
+            k: Hits given to the generator.
+            modality: Restrict retrieval to these modalities.
+            path: Restrict retrieval to files matching this glob.
+            on_token: Called with each generated piece of text as it comes (streaming).
+            prompt_dir: Folder of prompt templates overriding the packaged ones.
+
+        Returns:
+            `Answer` with `text`, `sources` (labels, scores, locators), `cited` and `timings`.
+        """
+        from mmrag.answer import answer
+
+        query_images = [_open_query_image(im) for im in images or []]
+        t0 = time.perf_counter()
+        hits = self.search(question, k=k, modality=modality, path=path)
+        for img in query_images:
+            seen = {h.id for h in hits}
+            hits += [h for h in self.search(image=img, k=k, modality=modality, path=path) if h.id not in seen]
+        t_retrieve = time.perf_counter() - t0
+        return answer(
+            question,
+            hits,
+            self.config.generate,
+            query_images,
+            on_token=on_token,
+            prompt_dir=prompt_dir,
+            t_retrieve=t_retrieve,
+        )
+
+    def generate(
+        self, prompt: str, images: Sequence[str | Path | Image.Image] = (), stream: bool = False
+    ) -> str | Iterator[str]:
+        """Run the configured generator on a prompt (and images), without retrieval.
+
+        Returns:
+            The text, or with `stream=True` an iterator over its pieces as they are generated.
+        """
+        from mmrag.answer import load_generator
+
+        gen = load_generator(self.config.generate)
+        imgs = [_open_query_image(im) for im in images]
+        return gen.generate(prompt, imgs, max_new_tokens=self.config.generate.max_new_tokens, stream=stream)
 
     def info(self) -> dict[str, Any]:
         """What the index holds: counts per modality, files, encoders, store."""

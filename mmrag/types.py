@@ -89,6 +89,8 @@ class IndexReport:
     files_skipped: int = 0
     points_written: int = 0
     errors: list[FileError] = field(default_factory=list)
+    ignored: list[FileError] = field(default_factory=list)
+    """Files with nothing to index (e.g. a JSON file without text records), with the reason."""
     seconds: float = 0.0
 
     @property
@@ -105,6 +107,13 @@ class MMRAGError(Exception):
 
 class IngestError(MMRAGError):
     """A file cannot be read; the message names the reason (the caller adds the path)."""
+
+
+class NothingToIndex(IngestError):
+    """A readable file that holds nothing to index (a JSON file of labels, not a text corpus).
+
+    Reported as ignored, not as a failure: it is not bad input.
+    """
 
 
 class IndexMismatchError(MMRAGError):

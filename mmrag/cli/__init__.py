@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from mmrag.cli import ask as _ask
 from mmrag.cli import index as _index
 from mmrag.cli import info as _info
 from mmrag.cli import models as _models
@@ -18,6 +19,7 @@ app = typer.Typer(
 app.command("index")(_index.index)
 app.command("search")(_search.search)
 app.command("info")(_info.info)
+app.command("ask")(_ask.ask)
 app.add_typer(_models.app, name="models")
 
 

@@ -54,7 +54,11 @@ def index(
             f"({points} in the index) in {report.seconds:.1f}s",
             highlight=False,
         )
-        for e in report.errors:
-            err.print(f"[red]failed[/] {e.path}: {e.reason}", highlight=False, markup=True)
+        from rich.markup import escape
+
+        for e in report.ignored:
+            err.print(f"[dim]ignored {e.path}: {e.reason}[/]", highlight=False, markup=True)
+        for e in report.errors:  # a file name may hold brackets: escape it, never parse it as markup
+            err.print(f"[red]failed[/] {escape(e.path)}: {escape(e.reason)}", highlight=False, markup=True)
     if report.errors:
         raise typer.Exit(1)

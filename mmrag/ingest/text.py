@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmrag.types import Chunk, IngestError, MMRAGError
+from mmrag.types import Chunk, IngestError, MMRAGError, NothingToIndex
 
 if TYPE_CHECKING:
     from mmrag.config import IngestConfig
@@ -135,8 +135,8 @@ def _json_records(path: Path) -> Iterator[tuple[str, Any]]:
         data = json.loads(Path(path).read_bytes().decode("utf-8-sig"))
     except UnicodeDecodeError as e:
         raise IngestError(f"JSON is not UTF-8: {e}") from e
-    except json.JSONDecodeError as e:
-        raise IngestError(f"invalid JSON: {e}") from e
+    except (ValueError, RecursionError) as e:  # ValueError: also numbers over Python's digit limit
+        raise IngestError(f"invalid JSON: {_json_problem(e)}") from e
     except OSError as e:
         raise IngestError(f"cannot read file: {e.strerror or e}") from e
     if isinstance(data, dict):
@@ -160,12 +160,16 @@ def _jsonl_records(path: Path) -> Iterator[tuple[str, Any]]:
                     continue
                 try:
                     yield f"line={n}", json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise IngestError(f"invalid JSON on line {n}: {e}") from e
+                except (ValueError, RecursionError) as e:
+                    raise IngestError(f"invalid JSON on line {n}: {_json_problem(e)}") from e
     except UnicodeDecodeError as e:
         raise IngestError(f"JSONL is not UTF-8: {e}") from e
     except OSError as e:
         raise IngestError(f"cannot read file: {e.strerror or e}") from e
+
+
+def _json_problem(e: Exception) -> str:
+    return "nested too deeply" if isinstance(e, RecursionError) else str(e)
 
 
 def _record_text(rec: dict[str, Any]) -> tuple[str, str] | None:
@@ -215,4 +219,4 @@ def _record_chunks(records: Iterator[tuple[str, Any]], path: Path, cfg: IngestCo
             )
     if not found:
         fields = ", ".join((*TEXT_FIELDS, *LIST_FIELDS))
-        raise IngestError(f"no text records: expected JSON objects with a non-empty {fields} field")
+        raise NothingToIndex(f"no text records: expected JSON objects with a non-empty {fields} field")
