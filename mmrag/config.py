@@ -92,6 +92,9 @@ class IngestConfig:
     """Refuse PDFs with more pages."""
     follow_symlinks: bool = False
     """Follow symbolic links when walking folders."""
+    commit_seconds: float = 2.0
+    """Flush the store and record finished files at most this often (and at the end of a run);
+    after a crash, a rerun redoes at most this much work. 0 commits after every file."""
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from mmrag.embed import Embedders, embed_chunks
 from mmrag.store.base import SearchFilter, Store
-from mmrag.types import Chunk, FileError, IndexReport, IngestError, MMRAGError
+from mmrag.types import Chunk, FileError, IndexReport, IngestError, MMRAGError, NothingToIndex
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -45,6 +45,9 @@ class Indexer:
         self.files = files
         self.emb = embedders
         self.ocr = ocr
+        self._tick: Callable[[int], None] = lambda points: None
+        self._pending: list[tuple[str, str, int, int]] = []
+        self._last_commit = time.monotonic()
 
     def run(
         self,
@@ -62,24 +65,33 @@ class Indexer:
             raise MMRAGError(f"{errors[0].path}: {errors[0].reason}")
         report = IndexReport(files_seen=len(found) + len(errors), errors=list(errors))
         with _progress(progress, len(found)) as advance:
-            for path in found:
-                advance(path, 0)
-                try:
-                    written = self.index_file(path)
-                except (IngestError, OSError, ValueError, RuntimeError, MemoryError) as e:
-                    if strict:
-                        raise MMRAGError(f"{path}: {_reason(e)}") from e
-                    report.errors.append(FileError(str(path), _reason(e)))
+            try:
+                for path in found:
+                    advance(path, 0)
+                    self._tick = lambda points, path=path: advance(path, 0, points)  # type: ignore[misc]
+                    try:
+                        written = self.index_file(path)
+                    except NothingToIndex as e:
+                        report.ignored.append(FileError(str(path), str(e)))
+                        advance(path, 1)
+                        continue
+                    except (IngestError, OSError, ValueError, RuntimeError, MemoryError) as e:
+                        if strict:
+                            raise MMRAGError(f"{path}: {_reason(e)}") from e
+                        report.errors.append(FileError(str(path), _reason(e)))
+                        advance(path, 1)
+                        continue
+                    if written is None:
+                        report.files_skipped += 1
+                    else:
+                        report.files_indexed += 1
+                        report.points_written += written
+                    if on_file is not None:
+                        on_file(path, written or 0)
                     advance(path, 1)
-                    continue
-                if written is None:
-                    report.files_skipped += 1
-                else:
-                    report.files_indexed += 1
-                    report.points_written += written
-                if on_file is not None:
-                    on_file(path, written or 0)
-                advance(path, 1)
+            finally:
+                # Files finished before an error or interrupt are recorded: a rerun skips them.
+                self._commit(force=True)
         report.seconds = time.perf_counter() - t0
         return report
 
@@ -88,7 +100,8 @@ class Indexer:
         from mmrag.ingest import file_hash
 
         key = str(path)
-        size = path.stat().st_size
+        before = _version(path)
+        size = before[0]
         digest = file_hash(path)
         old = self.files.get(key)
         if old is not None and old.hash == digest:
@@ -99,6 +112,12 @@ class Indexer:
                 points = embed_chunks(group, digest, self.emb, batch_size=self.cfg.encoders.batch_size)
                 self.store.upsert(points)
                 written_ids.extend(p.id for p in points)
+                self._tick(len(written_ids))
+            if _version(path) != before:
+                # a writer got in between hashing and reading: the points may not match the hash
+                raise IngestError(
+                    "file changed while it was being indexed; index it again once it is complete"
+                )
         except BaseException:
             # Drop the partial new version; the old version (other ids) stays searchable.
             if written_ids:
@@ -107,9 +126,24 @@ class Indexer:
         if not written_ids:
             raise IngestError("no content found (nothing to index)")
         self._delete_stale(key, digest)
-        self.store.flush()
-        self.files.put(key, digest, size, len(written_ids))
+        self._pending.append((key, digest, size, len(written_ids)))
+        self._commit(force=False)
         return len(written_ids)
+
+    def _commit(self, force: bool) -> None:
+        """Flush the store, then record the files whose points it now holds.
+
+        A flush costs ~0.25 s here, so it runs at most every `ingest.commit_seconds` (and at the end):
+        a crash redoes at most that much work, and a recorded file always has all its points on disk.
+        """
+        if not self._pending:
+            return
+        if not force and time.monotonic() - self._last_commit < self.cfg.ingest.commit_seconds:
+            return
+        self.store.flush()
+        self.files.put_many(self._pending)
+        self._pending.clear()
+        self._last_commit = time.monotonic()
 
     def _chunks(self, path: Path) -> Iterator[Chunk]:
         from mmrag.ingest import iter_chunks
@@ -125,6 +159,12 @@ class Indexer:
         ]
         if stale:
             self.store.delete_ids(stale)
+
+
+def _version(path: Path) -> tuple[int, int]:
+    """Size and modification time (ns): what tells a file rewritten in place from the one hashed."""
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
 
 
 def _reason(e: BaseException) -> str:
@@ -151,9 +191,9 @@ class _progress:
         self.enabled, self.total = enabled, total
         self.bar: Any = None
 
-    def __enter__(self) -> Callable[[Path, int], None]:
+    def __enter__(self) -> Callable[..., None]:
         if not self.enabled:
-            return lambda path, n: None
+            return lambda path, n, points=0: None
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -170,8 +210,8 @@ class _progress:
         bar = self.bar
         task = bar.add_task("index", total=self.total, name="")
 
-        def advance(path: Path, n: int) -> None:
-            bar.update(task, advance=n, name=path.name[:40])
+        def advance(path: Path, n: int, points: int = 0) -> None:
+            bar.update(task, advance=n, name=path.name[:40] + (f"  {points} points" if points else ""))
 
         return advance
 

@@ -110,6 +110,14 @@ class FileTable:
                 (path, hash_, size, points, time.time()),
             )
 
+    def put_many(self, rows: list[tuple[str, str, int, int]]) -> None:
+        """Record several files (path, hash, size, points) in one transaction."""
+        now = time.time()
+        with self.db:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)", [(*r, now) for r in rows]
+            )
+
     def delete(self, path: str) -> None:
         with self.db:
             self.db.execute("DELETE FROM files WHERE path=?", (path,))

@@ -8,6 +8,7 @@ space. Each space gives `prefetch` candidates under the same filter; RRF (or DBS
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -91,17 +92,21 @@ def parse_range(spec: str | None, what: str) -> tuple[float | None, float | None
     if spec is None or not spec.strip():
         return None, None
     spec = spec.strip()
+    lo: float | None
+    hi: float | None
     try:
         if re.fullmatch(r"-?[\d.]+", spec):
-            v = float(spec)
-            return v, v
-        m = _RANGE.match(spec)
-        if not m or (m.group(1) is None and m.group(2) is None):
-            raise ValueError(spec)
-        lo = float(m.group(1)) if m.group(1) else None
-        hi = float(m.group(2)) if m.group(2) else None
+            lo = hi = float(spec)
+        else:
+            m = _RANGE.match(spec)
+            if not m or (m.group(1) is None and m.group(2) is None):
+                raise ValueError(spec)
+            lo = float(m.group(1)) if m.group(1) else None
+            hi = float(m.group(2)) if m.group(2) else None
     except ValueError:
         raise MMRAGError(f"bad {what} range {spec!r}: use LOW-HIGH, LOW-, -HIGH or a single value") from None
+    if any(v is not None and not math.isfinite(v) for v in (lo, hi)):
+        raise MMRAGError(f"bad {what} range {spec!r}: number too large")
     if lo is not None and hi is not None and lo > hi:
         raise MMRAGError(f"bad {what} range {spec!r}: low end is above high end")
     return lo, hi

@@ -28,7 +28,8 @@ CRASHER = textwrap.dedent(
                 os._exit(137)
             return pts
         ix.embed_chunks = dying
-    p = Pipeline.from_config(profile="offline", index=sys.argv[1], **{"encoders.ocr": False})
+    opts = {"encoders.ocr": False, "ingest.commit_seconds": float(sys.argv[5])}
+    p = Pipeline.from_config(profile="offline", index=sys.argv[1], **opts)
     def on_file(path, n):
         done.append(path)
         if mode == "between" and len(done) >= after:
@@ -46,11 +47,10 @@ def _corpus(root: Path, n: int = 6) -> Path:
     return root
 
 
-def _crash(idx: Path, corpus: Path, after: int, mode: str) -> int:
+def _crash(idx: Path, corpus: Path, after: int, mode: str, commit_seconds: float = 0.0) -> int:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-c", CRASHER, str(idx), str(corpus), str(after), mode], env=env, capture_output=True
-    )
+    argv = [sys.executable, "-c", CRASHER, str(idx), str(corpus), str(after), mode, str(commit_seconds)]
+    proc = subprocess.run(argv, env=env, capture_output=True)
     return proc.returncode
 
 
@@ -63,6 +63,8 @@ def test_crash_between_and_inside_files_then_resume(tmp_path: Path) -> None:
     idx = tmp_path / "crashed"
     assert _crash(idx, corpus, 2, "between") == 137
     assert _crash(idx, corpus, 3, "inside") == 137
+    # Batched commits: files finished but not yet recorded when the process dies are redone.
+    assert _crash(idx, corpus, 5, "between", commit_seconds=3600) == 137
     with Pipeline.from_config(profile="offline", index=idx, **{"encoders.ocr": False}) as p:
         report = p.index([corpus])
         assert report.files_skipped >= 2  # files recorded before the first crash are not redone

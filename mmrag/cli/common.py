@@ -63,7 +63,10 @@ def print_json(data: Any) -> None:
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    stderr_console().print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    from rich.markup import escape
+
+    # messages carry file names, which may hold brackets: never parse them as markup
+    stderr_console().print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True)
     raise typer.Exit(code)
 
 

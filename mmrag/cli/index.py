@@ -57,7 +57,7 @@ def index(
         from rich.markup import escape
 
         for e in report.ignored:
-            err.print(f"[dim]ignored {e.path}: {e.reason}[/]", highlight=False, markup=True)
+            err.print(f"[dim]ignored {escape(e.path)}: {escape(e.reason)}[/]", highlight=False, markup=True)
         for e in report.errors:  # a file name may hold brackets: escape it, never parse it as markup
             err.print(f"[red]failed[/] {escape(e.path)}: {escape(e.reason)}", highlight=False, markup=True)
     if report.errors:

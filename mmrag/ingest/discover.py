@@ -29,6 +29,7 @@ PDF_EXTS = frozenset({".pdf"})
 TEXT_EXTS = frozenset({".txt", ".md", ".markdown", ".json", ".jsonl", ".ndjson"})
 SUBTITLE_EXTS = frozenset({".srt", ".vtt"})
 
+_INDEXED_EXTS = IMAGE_EXTS | VIDEO_EXTS | PDF_EXTS | TEXT_EXTS
 _HASH_BLOCK = 1 << 20
 
 
@@ -119,29 +120,47 @@ def discover(paths: Sequence[str | Path], cfg: IngestConfig) -> tuple[list[Path]
     seen: set[Path] = set()
 
     def add(p: Path) -> None:
-        if p not in seen:
-            seen.add(p)
+        if p in seen:
+            return
+        seen.add(p)
+        if not _utf8_name(p):
+            # the path is stored (payload, file table) and printed as text: it must round-trip
+            errors.append(FileError(shown(p), "file name is not valid UTF-8; rename the file"))
+        else:
             files.append(p)
 
     for raw in paths:
         p = Path(os.path.abspath(Path(raw).expanduser()))
         if p.is_symlink() and not p.exists():
-            errors.append(FileError(str(p), _dead_link(p)))
+            errors.append(FileError(shown(p), _dead_link(p)))
         elif not p.exists():
-            errors.append(FileError(str(p), "no such file or folder"))
+            errors.append(FileError(shown(p), "no such file or folder"))
         elif p.is_dir():
             _walk(p, cfg, add, errors)
         elif not p.is_file():
-            errors.append(FileError(str(p), "not a regular file or folder"))
+            errors.append(FileError(shown(p), "not a regular file or folder"))
         elif p.suffix.lower() in SUBTITLE_EXTS:
-            errors.append(FileError(str(p), "subtitles are read with the video of the same name"))
+            errors.append(FileError(shown(p), "subtitles are read with the video of the same name"))
         elif kind_of(p) is None:
-            errors.append(FileError(str(p), f"unsupported file type {p.suffix or '(no extension)'!r}"))
+            errors.append(FileError(shown(p), f"unsupported file type {p.suffix or '(no extension)'!r}"))
         elif not os.access(p, os.R_OK):
-            errors.append(FileError(str(p), "permission denied"))
+            errors.append(FileError(shown(p), "permission denied"))
         else:
             add(p)
     return files, errors
+
+
+def _utf8_name(path: Path) -> bool:
+    try:
+        os.fsencode(path).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def shown(path: Path | str) -> str:
+    """A path as printable text: bytes that are not UTF-8 (surrogate escapes) become `\\xNN`."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _dead_link(path: Path) -> str:
@@ -164,7 +183,7 @@ def _walk(root: Path, cfg: IngestConfig, add: Callable[[Path], None], errors: li
             with os.scandir(folder) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as e:
-            errors.append(FileError(str(folder), f"cannot list folder: {e.strerror or e}"))
+            errors.append(FileError(shown(folder), f"cannot list folder: {e.strerror or e}"))
             continue
         stems = {
             stem
@@ -182,7 +201,9 @@ def _walk(root: Path, cfg: IngestConfig, add: Callable[[Path], None], errors: li
             except OSError as e:
                 loop = e.errno == errno.ELOOP
                 errors.append(
-                    FileError(str(path), "symbolic link loop" if loop else f"cannot stat: {e.strerror or e}")
+                    FileError(
+                        shown(path), "symbolic link loop" if loop else f"cannot stat: {e.strerror or e}"
+                    )
                 )
                 continue
             if is_dir:
@@ -190,21 +211,25 @@ def _walk(root: Path, cfg: IngestConfig, add: Callable[[Path], None], errors: li
                     continue
                 real = os.path.realpath(path)
                 if real in chain:
-                    errors.append(FileError(str(path), f"symbolic link loop (back to {real})"))
+                    errors.append(FileError(shown(path), f"symbolic link loop (back to {real})"))
                 elif real not in visited:  # the same folder reached twice through links: walk it once
                     visited.add(real)
                     subfolders.append((path, (*chain, real)))
                 continue
             if is_link and not path.exists():
-                errors.append(FileError(str(path), _dead_link(path)))
+                errors.append(FileError(shown(path), _dead_link(path)))
                 continue
             stem, ext = os.path.splitext(entry.name)
             if ext.lower() == ".txt" and stem in stems:
                 continue  # caption of the image beside it, read by the image reader
-            if kind_of(path) is None:
+            if ext.lower() not in _INDEXED_EXTS:  # by name only: kind_of opens GIFs
+                continue
+            if not entry.is_file():
+                # a named pipe or device with a file's extension: opening it could block forever
+                errors.append(FileError(shown(path), "not a regular file"))
                 continue
             if not os.access(path, os.R_OK):
-                errors.append(FileError(str(path), "permission denied"))
+                errors.append(FileError(shown(path), "permission denied"))
                 continue
             add(path)
         # reversed onto the stack so that subfolders come out in name order

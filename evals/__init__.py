@@ -1,0 +1,1 @@
+"""Evaluation suites (installed as `mmrag.evals`); each writes `runs/<suite>/<timestamp>/`."""

