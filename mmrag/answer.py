@@ -143,6 +143,40 @@ def load_generator(cfg: GenerateConfig) -> Generator:
     return gen
 
 
+def memory_footprint(backend: Any) -> int:
+    """Bytes held by a loaded backend's parameters and buffers (4-bit weights count as packed)."""
+    if hasattr(backend, "projector"):  # a bridge: the LM's own footprint plus tower and projector
+        rest = [backend.tower, backend.projector]
+        return int(backend.llm.get_memory_footprint()) + sum(
+            t.nelement() * t.element_size() for m in rest for t in [*m.parameters(), *m.buffers()]
+        )
+    return int(backend.model.get_memory_footprint())
+
+
+def generator_info(cfg: GenerateConfig, load: bool = False) -> dict[str, Any]:
+    """The configured generator: id, device, whether its LLM is 4-bit here, and its memory when known.
+
+    `memory_bytes` is reported when the generator is already loaded in this process, or when
+    `load` is set (which loads it); otherwise it is None.
+    """
+    import importlib.util
+
+    from mmrag.generate.llm import resolve_device
+
+    device = resolve_device(cfg.device)
+    quant = cfg.quantize if cfg.quantize is not None else device.startswith("cuda")
+    gen = _GENERATORS.get((cfg.model, cfg.device, cfg.quantize))
+    if gen is None and load:
+        gen = load_generator(cfg)
+    return {
+        "model": cfg.model,
+        "device": device,
+        "quantize_4bit": bool(quant) and importlib.util.find_spec("bitsandbytes") is not None,
+        "loaded": gen is not None,
+        "memory_bytes": memory_footprint(gen.backend) if gen is not None else None,
+    }
+
+
 def _is_vlm(model_id: str) -> bool:
     from mmrag.generate.llm import PACKAGED_LLMS
 
@@ -260,4 +294,14 @@ def answer(
     return Answer(question, text, sources, {k: round(v, 4) for k, v in timings.items()}, gen.model_id)
 
 
-__all__ = ["INSUFFICIENT", "Answer", "Generator", "Source", "answer", "load_generator", "pack_context"]
+__all__ = [
+    "INSUFFICIENT",
+    "Answer",
+    "Generator",
+    "Source",
+    "answer",
+    "generator_info",
+    "load_generator",
+    "memory_footprint",
+    "pack_context",
+]

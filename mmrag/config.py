@@ -113,7 +113,7 @@ class SearchConfig:
 class GenerateConfig:
     """Which model answers, and how much retrieved context it reads."""
 
-    model: str = "Qwen/Qwen2-VL-2B-Instruct"
+    model: str = "llava-hf/llava-1.5-7b-hf"
     """A VLM (hub id/folder), a causal LM, a packaged LLM (`smollm2-135m`) or a bridge folder."""
     quantize: bool | None = None
     """4-bit NF4 (bitsandbytes) for the LLM; None: on for CUDA, off on CPU."""

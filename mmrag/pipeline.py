@@ -291,8 +291,14 @@ class Pipeline:
         imgs = [_open_query_image(im) for im in images]
         return gen.generate(prompt, imgs, max_new_tokens=self.config.generate.max_new_tokens, stream=stream)
 
-    def info(self) -> dict[str, Any]:
-        """What the index holds: counts per modality, files, encoders, store."""
+    def info(self, generator_memory: bool = False) -> dict[str, Any]:
+        """What the index holds (counts per modality, files, encoders, store) and the configured generator.
+
+        Args:
+            generator_memory: Load the generator (if not loaded yet) to report its memory footprint;
+                otherwise `generator.memory_bytes` is given only when it is already loaded.
+        """
+        from mmrag.answer import generator_info
         from mmrag.store.base import SearchFilter
 
         manifest = read_manifest(self.index_dir) or {}
@@ -311,6 +317,7 @@ class Pipeline:
             "points_by_modality": counts,
             "files": len(files),
             "updated_at": manifest.get("updated_at"),
+            "generator": generator_info(self.config.generate, load=generator_memory),
         }
 
     def save(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from mmrag.cli import ask as _ask
+from mmrag.cli import generate as _generate
 from mmrag.cli import index as _index
 from mmrag.cli import info as _info
 from mmrag.cli import models as _models
@@ -20,6 +21,10 @@ app.command("index")(_index.index)
 app.command("search")(_search.search)
 app.command("info")(_info.info)
 app.command("ask")(_ask.ask)
+app.command("caption")(_generate.caption)
+app.command("vqa")(_generate.vqa)
+app.command("train-projector")(_generate.train_projector)
+app.add_typer(_generate.eval_app, name="eval")
 app.add_typer(_models.app, name="models")
 
 

@@ -143,10 +143,14 @@ def train_projector(
     lr: Annotated[float, typer.Option()] = 1e-3,
     seed: Annotated[int, typer.Option()] = 0,
     no_resume: Annotated[bool, typer.Option("--no-resume", help="Ignore an existing checkpoint.")] = False,
+    lora: Annotated[
+        bool, typer.Option("--lora", help="Stage 2: also train LoRA adapters on the LLM (needs peft).")
+    ] = False,
+    lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 8,
     device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
 ) -> None:
-    """Train a projector (LLaVA stage 1: frozen tower and LLM) and save the bridge folder."""
+    """Train a projector (LLaVA stage 1: frozen tower and LLM; --lora: stage 2) and save the bridge folder."""
     from mmrag.generate.bridge import BridgeConfig
     from mmrag.generate.train import TrainConfig
     from mmrag.generate.train import train_projector as run
@@ -166,6 +170,9 @@ def train_projector(
         seed=seed,
         resume=not no_resume,
         device=device,
+        lora=lora,
+        lora_r=lora_r,
+        lora_alpha=2 * lora_r,
     )
     metrics = run(cfg, show_progress=not json_out)
     if json_out:

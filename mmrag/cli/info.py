@@ -1,8 +1,11 @@
-"""`mmrag info`: what an index holds."""
+"""`mmrag info`: what an index holds, and the generator that answers from it."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from mmrag.cli.common import (
     IndexOpt,
@@ -17,16 +20,45 @@ from mmrag.cli.common import (
 
 @guarded
 def info(
-    index: IndexOpt = Path("./mmrag-index"), qdrant_url: QdrantUrlOpt = None, json_out: JsonOpt = False
+    index: IndexOpt = Path("./mmrag-index"),
+    qdrant_url: QdrantUrlOpt = None,
+    generator: Annotated[
+        str | None,
+        typer.Option(
+            "--generator",
+            "-g",
+            help="Generator to describe instead of the index's configured one.",
+            envvar="MMRAG_GENERATOR",
+            rich_help_panel="Model",
+        ),
+    ] = None,
+    quant: Annotated[
+        bool | None,
+        typer.Option(
+            "--quant/--no-quant",
+            help="Force 4-bit NF4 on or off (default: on for CUDA).",
+            rich_help_panel="Model",
+        ),
+    ] = None,
+    generator_memory: Annotated[
+        bool,
+        typer.Option(
+            "--generator-memory",
+            help="Load the generator to report its memory footprint.",
+            rich_help_panel="Model",
+        ),
+    ] = False,
+    json_out: JsonOpt = False,
 ) -> None:
-    """Show an index's encoders, point counts per modality, files and disk use."""
+    """Show an index's encoders, point counts per modality, files, disk use and the generator."""
     from mmrag.manifest import read_manifest
     from mmrag.types import MMRAGError
 
     if read_manifest(index.expanduser().resolve()) is None:
         raise MMRAGError(f"{index}: no index here (no manifest.json); build one with mmrag index")
-    with open_pipeline(index, None, None, qdrant_url) as pipe:
-        data = pipe.info()
+    overrides = {"generate.model": generator, "generate.quantize": quant}
+    with open_pipeline(index, None, None, qdrant_url, **overrides) as pipe:
+        data = pipe.info(generator_memory=generator_memory)
     if json_out:
         print_json(data)
         return
@@ -41,3 +73,6 @@ def info(
         + "  ".join(f"{m}={n}" for m, n in data["points_by_modality"].items())
         + f"  files={data['files']}"
     )
+    g = data["generator"]
+    mem = f"  memory={g['memory_bytes'] / 1e6:.1f} MB" if g["memory_bytes"] is not None else ""
+    con.print(f"  generator  {g['model']}  device={g['device']}  4-bit={g['quantize_4bit']}{mem}")

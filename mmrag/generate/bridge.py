@@ -1,7 +1,7 @@
 """The projector bridge: a frozen vision tower, a LLaVA-style MLP projector and a causal LM, in one module.
 
-Read top to bottom: `BridgeConfig` says what to build; the vision towers turn pixels into features;
-`Projector` maps features into the LM's embedding space; `BridgeModel` splices them into the
+Read top to bottom: `BridgeConfig` says what to build; the vision towers (`towers.py`) turn pixels
+into features; `Projector` maps features into the LM's embedding space; `BridgeModel` splices them into the
 prompt's embeddings and runs the LM (forward, generate, score_choices, save/load).
 
     image --tower--> (N, T, D) --projector--> (N, n_visual_tokens, H)
@@ -11,7 +11,8 @@ prompt's embeddings and runs the LM (forward, generate, score_choices, save/load
 The prompt carries the placeholder `<image>` once per image; `BridgeModel.expand` repeats it
 `n_visual_tokens` times so each visual token has a position. The placeholder is added to the
 tokenizer only: its id never reaches the LM's embedding table (it is masked before the lookup),
-so the LM is used unchanged and the saved bridge is just a config and the projector weights.
+so the LM is used unchanged and the saved bridge is just a config and the projector weights, plus
+LoRA adapters on the LM (`adapter/`, peft's format) after LLaVA stage-2 training (`add_lora`).
 
 This module imports torch at import time (its classes are `nn.Module`s); `mmrag.generate` imports
 it lazily.
@@ -30,14 +31,26 @@ import torch
 from torch import nn
 
 from mmrag.generate.llm import generate_from, load_causal_lm, resolve_device
+from mmrag.generate.towers import EfficientNetTower, HFVisionTower, load_vision_tower
 from mmrag.types import MMRAGError
 
 if TYPE_CHECKING:
     from PIL import Image
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+__all__ = [
+    "BridgeConfig",
+    "BridgeModel",
+    "EfficientNetTower",
+    "HFVisionTower",
+    "Projector",
+    "load_vision_tower",
+    "read_config",
+]
+
 CONFIG_FILE = "bridge.json"
 PROJECTOR_FILE = "projector.safetensors"
+ADAPTER_DIR = "adapter"
 
 
 @dataclass
@@ -75,95 +88,6 @@ class BridgeConfig:
                 f"{source}: grid features need a square n_visual_tokens, got {cfg.n_visual_tokens}"
             )
         return cfg
-
-
-# --- vision towers: pixels -> (N, T, D) -----------------------------------------------------------
-
-
-def _grid_tokens(fmap: torch.Tensor, n_tokens: int) -> torch.Tensor:
-    """(N, D, h, w) -> (N, n_tokens, D) by average pooling to a square grid."""
-    side = math.isqrt(n_tokens)
-    return nn.functional.adaptive_avg_pool2d(fmap, side).flatten(2).transpose(1, 2)
-
-
-class EfficientNetTower(nn.Module):
-    """The packaged EfficientNet-Lite0: pooled 1280-d feature or its 7x7 map."""
-
-    def __init__(self, config: BridgeConfig, device: str = "cpu") -> None:
-        super().__init__()
-        from mmrag.encoders.efficientnet import load_efficientnet_lite0
-
-        # channels_last: depthwise convolutions run about twice as fast on CPU in this layout.
-        self.model = cast(Any, load_efficientnet_lite0(device=device))
-        self.model.to(memory_format=torch.channels_last)
-        self.feature = config.vision_feature
-        self.n_tokens = config.n_visual_tokens
-        self.dim = 1280
-
-    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        from mmrag.encoders.efficientnet import preprocess
-
-        return preprocess(images)
-
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        fmap = self.model.extract_features(
-            pixels.contiguous(memory_format=torch.channels_last)
-        )  # (N,1280,7,7)
-        if self.feature == "pooled":
-            return fmap.mean(dim=(2, 3))[:, None]
-        return _grid_tokens(fmap, self.n_tokens)
-
-
-class HFVisionTower(nn.Module):
-    """Any transformers vision model (CLIP, SigLIP, ...): pooled output or a layer's patch tokens."""
-
-    def __init__(self, model: nn.Module, processor: Any, config: BridgeConfig) -> None:
-        super().__init__()
-        self.model: Any = model
-        self.processor = processor
-        self.feature = config.vision_feature
-        self.layer = config.vision_layer
-        self.n_tokens = config.n_visual_tokens
-        self.dim = int(cast(Any, model).config.hidden_size)
-
-    @classmethod
-    def from_pretrained(cls, config: BridgeConfig, device: str = "cpu", dtype: Any = None) -> HFVisionTower:
-        from transformers import AutoImageProcessor, AutoModel
-
-        try:
-            model = AutoModel.from_pretrained(config.vision, dtype=dtype)
-            processor = AutoImageProcessor.from_pretrained(config.vision)
-        except (OSError, ValueError) as e:
-            raise MMRAGError(f"{config.vision}: cannot load vision tower: {e}") from e
-        # A dual encoder (CLIPModel, SiglipModel) keeps its image side in `.vision_model`.
-        model = getattr(model, "vision_model", model)
-        return cls(model.to(device).eval(), processor, config)
-
-    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        rgb = [im.convert("RGB") for im in images]
-        return self.processor(images=rgb, return_tensors="pt")["pixel_values"]
-
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        out = self.model(pixel_values=pixels, output_hidden_states=True)
-        if self.feature == "pooled":
-            return out.pooler_output[:, None]
-        hidden = out.hidden_states[self.layer]  # (N, [CLS] + P, D)
-        side = math.isqrt(hidden.shape[1])
-        if side * side != hidden.shape[1]:
-            hidden = hidden[:, 1:]  # drop CLIP's class token; SigLIP has none
-            side = math.isqrt(hidden.shape[1])
-        fmap = hidden.transpose(1, 2).reshape(hidden.shape[0], hidden.shape[2], side, side)
-        return _grid_tokens(fmap, self.n_tokens)
-
-
-def load_vision_tower(config: BridgeConfig, device: str = "cpu") -> nn.Module:
-    """The tower named by `config.vision`, frozen and in eval mode."""
-    tower = (
-        EfficientNetTower(config, device)
-        if config.vision == "efficientnet-lite0"
-        else (HFVisionTower.from_pretrained(config, device))
-    )
-    return tower.eval().requires_grad_(False)
 
 
 # --- projector: (N, T, D) -> (N, T * k, H) --------------------------------------------------------
@@ -224,6 +148,23 @@ class BridgeModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.llm.get_input_embeddings().weight.device
+
+    def add_lora(self, r: int = 8, alpha: int = 16, targets: Sequence[str] = ("q_proj", "v_proj")) -> None:
+        """Wrap the LM with trainable LoRA adapters on the `targets` Linear layers (LLaVA stage 2).
+
+        The base weights stay frozen; only the adapters (and the projector) have gradients.
+        """
+        try:
+            from peft import LoraConfig, get_peft_model
+        except ImportError as e:
+            raise MMRAGError("LoRA training needs peft: pip install 'mmrag[train]'") from e
+
+        cfg = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=0.0, target_modules=list(targets), bias="none")
+        self.llm = get_peft_model(self.llm, cfg)
+
+    @property
+    def has_lora(self) -> bool:
+        return hasattr(self.llm, "peft_config")
 
     # -- features and embeddings
 
@@ -370,7 +311,7 @@ class BridgeModel(nn.Module):
     # -- persistence
 
     def save(self, folder: str | Path) -> Path:
-        """Write `bridge.json` and `projector.safetensors`; the tower and LM are referenced by id/path."""
+        """Write `bridge.json`, `projector.safetensors` and any LoRA adapters; tower and LM are referenced."""
         from safetensors.torch import save_file
 
         out = Path(folder)
@@ -378,6 +319,8 @@ class BridgeModel(nn.Module):
         (out / CONFIG_FILE).write_text(json.dumps(self.config.to_dict(), indent=2) + "\n", encoding="utf-8")
         state = {k: v.detach().float().cpu().contiguous() for k, v in self.projector.state_dict().items()}
         save_file(state, str(out / PROJECTOR_FILE), metadata={"format": "pt"})
+        if self.has_lora:
+            self.llm.save_pretrained(str(out / ADAPTER_DIR))
         return out
 
     @classmethod
@@ -391,7 +334,20 @@ class BridgeModel(nn.Module):
         config = read_config(src)
         bridge = cls.from_config(config, device=device, dtype=dtype, quantize=quantize)
         bridge.load_projector(load_file(str(src / PROJECTOR_FILE)), source=str(src / PROJECTOR_FILE))
+        if (src / ADAPTER_DIR).is_dir():
+            bridge.load_lora(src / ADAPTER_DIR)
         return bridge
+
+    def load_lora(self, folder: str | Path) -> None:
+        """Put saved LoRA adapters (peft's `save_pretrained` folder) on the LM, frozen, for inference."""
+        try:
+            from peft import PeftModel
+        except ImportError as e:
+            raise MMRAGError(f"{folder}: LoRA adapters need peft: pip install 'mmrag[train]'") from e
+        try:
+            self.llm = PeftModel.from_pretrained(self.llm, str(folder)).eval()
+        except (OSError, ValueError, RuntimeError) as e:
+            raise MMRAGError(f"{folder}: cannot load LoRA adapters: {e}") from e
 
     def load_projector(self, state: dict[str, torch.Tensor], source: str = "projector") -> None:
         """Load projector weights, refusing ones trained for another tower or LM width."""

@@ -156,3 +156,61 @@ def tiny_llava(folder: str | Path, seed: int = 0) -> Path:
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
+
+
+# Idefics3 (SmolVLM's architecture) marks images with these; the processor expands each `<image>`
+# of the chat template into `<fake_token_around_image><global-img><image>...<fake_token_around_image>`.
+IDEFICS3_TOKENS = ("<image>", "<fake_token_around_image>", "<global-img>", "<end_of_utterance>")
+
+
+def tiny_idefics3(folder: str | Path, seed: int = 0) -> Path:
+    """A random Idefics3/SmolVLM-style model (SigLIP-like tower, pixel-shuffle connector, Llama), processor.
+
+    Images are resized to 8x8 px without tiling and cut into 2 px patches (a 4x4 grid); the connector's
+    2x pixel shuffle folds each 2x2 block into one token, so an image costs 4 `<image>` tokens.
+    Qwen2-VL would be the other non-LLaVA family, but its processor cannot be built without torchvision.
+    """
+    import torch
+    from transformers import Idefics3Config, Idefics3ForConditionalGeneration, Idefics3Processor
+    from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
+
+    tok = tiny_tokenizer(extra_special=IDEFICS3_TOKENS)
+    text = {
+        "model_type": "llama",
+        "vocab_size": len(tok),
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 256,
+        "bos_token_id": tok.bos_token_id,
+        "eos_token_id": tok.eos_token_id,
+        "pad_token_id": tok.pad_token_id,
+    }
+    vision = {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "image_size": 8,
+        "patch_size": 2,
+    }
+    cfg = Idefics3Config(
+        text_config=text,
+        vision_config=vision,
+        scale_factor=2,
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+    )
+    torch.manual_seed(seed)
+    model = Idefics3ForConditionalGeneration(cfg).eval()
+    image_proc = Idefics3ImageProcessorPil(
+        do_image_splitting=False, size={"longest_edge": 8}, max_image_size={"longest_edge": 8}
+    )
+    processor = Idefics3Processor(
+        image_processor=image_proc, tokenizer=tok, image_seq_len=4, chat_template=CHAT_TEMPLATE
+    )
+    out = Path(folder)
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out

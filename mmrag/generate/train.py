@@ -1,5 +1,9 @@
 """Projector training, LLaVA stage 1: the tower and the LM stay frozen, only the projector learns.
 
+With `lora=True` it is stage 2 instead: LoRA adapters on the LM's attention (peft) train together
+with the projector; the base LM weights still never change, and the adapters are saved in the
+bridge folder beside the projector.
+
 The tower never changes, so its features are computed once per image and cached on disk; a step
 is then one LM forward/backward on short sequences. The loss covers the answer tokens only.
 Checkpoints (projector, optimiser, step, RNG) let an interrupted run resume where it stopped.
@@ -22,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from mmrag.generate.bridge import BridgeConfig
 from mmrag.generate.data import Pair, load_pairs
 from mmrag.generate.llm import cache_dir
+from mmrag.types import MMRAGError
 
 if TYPE_CHECKING:
     import torch
@@ -58,6 +63,14 @@ class TrainConfig:
     device: str = "auto"
     quantize: bool | None = False
     """4-bit LM while training (slower on CPU; saves memory on a GPU)."""
+    lora: bool = False
+    """Stage 2: also train LoRA adapters on the LM (needs peft)."""
+    lora_r: int = 8
+    """Rank of the LoRA update matrices."""
+    lora_alpha: int = 16
+    """LoRA scaling numerator: the update is scaled by `lora_alpha / lora_r`."""
+    lora_targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    """LM Linear layers (by name suffix) that get adapters."""
 
 
 def feature_cache(
@@ -113,8 +126,43 @@ def _lr_factor(step: int, warmup: int, total: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
+def _trained_state(bridge: BridgeModel) -> dict[str, Any]:
+    state: dict[str, Any] = {"projector": bridge.projector.state_dict()}
+    if bridge.has_lora:
+        from peft import get_peft_model_state_dict
+
+        state["adapter"] = get_peft_model_state_dict(bridge.llm)
+    return state
+
+
+def _save_checkpoint(
+    path: Path, bridge: BridgeModel, opt: Any, sched: Any, step: int, losses: list[float]
+) -> None:
+    import torch
+
+    state = {**_trained_state(bridge), "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
+    torch.save({**state, "step": step, "losses": losses}, str(path))
+
+
+def _load_checkpoint(path: Path, bridge: BridgeModel, opt: Any, sched: Any) -> tuple[int, list[float]]:
+    """Restore projector, adapters, optimiser and schedule; `(next step, losses so far)`."""
+    import torch
+
+    state = torch.load(str(path), map_location="cpu", weights_only=True)
+    bridge.projector.load_state_dict(state["projector"])
+    if bridge.has_lora != ("adapter" in state):
+        raise MMRAGError(f"{path}: checkpoint and run disagree on LoRA; pass --no-resume to start over")
+    if bridge.has_lora:
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(bridge.llm, state["adapter"])
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    return int(state["step"]), list(state["losses"])
+
+
 def train_projector(cfg: TrainConfig, show_progress: bool = True) -> dict[str, Any]:
-    """Train the bridge's projector and save the bridge to `cfg.out`.
+    """Train the bridge's projector (and LoRA adapters when `cfg.lora`) and save the bridge to `cfg.out`.
 
     Returns:
         Metrics: pairs, steps, seconds (features and training), first and last loss (mean of 10 steps).
@@ -135,21 +183,21 @@ def train_projector(cfg: TrainConfig, show_progress: bool = True) -> dict[str, A
         pairs = [p for p in pairs if p.image in keep]
     pairs = rng.sample(pairs, min(cfg.max_pairs, len(pairs)))
     bridge = BridgeModel.from_config(cfg.bridge, device=cfg.device, quantize=cfg.quantize)
+    if cfg.lora:
+        bridge.add_lora(cfg.lora_r, cfg.lora_alpha, cfg.lora_targets)
     images = sorted({p.image for p in pairs})
     index = {img: i for i, img in enumerate(images)}
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     steps = math.ceil(len(pairs) / cfg.batch_size)
-    opt = torch.optim.AdamW(bridge.projector.parameters(), lr=cfg.lr, weight_decay=0.0)
+    # the projector, plus the LoRA adapters in stage 2: everything else is frozen
+    params = [p for p in bridge.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg.warmup_steps, steps))
-    start, losses = 0, []
+    start, losses = 0, list[float]()
     ckpt = out / CHECKPOINT
     if cfg.resume and ckpt.is_file():
-        state = torch.load(str(ckpt), map_location="cpu", weights_only=True)
-        bridge.projector.load_state_dict(state["projector"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start, losses = int(state["step"]), list(state["losses"])
+        start, losses = _load_checkpoint(ckpt, bridge, opt, sched)
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -173,22 +221,13 @@ def train_projector(cfg: TrainConfig, show_progress: bool = True) -> dict[str, A
             loss = bridge(**{k: v.to(bridge.device) for k, v in batch.items()}, vision_features=vf).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(bridge.projector.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
             losses.append(float(loss.detach()))
             progress.update(task, advance=1, info=f"loss {sum(losses[-10:]) / len(losses[-10:]):.3f}")
             if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps:
-                torch.save(
-                    {
-                        "projector": bridge.projector.state_dict(),
-                        "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict(),
-                        "step": step + 1,
-                        "losses": losses,
-                    },
-                    str(ckpt),
-                )
+                _save_checkpoint(ckpt, bridge, opt, sched, step + 1, losses)
         t_train = time.perf_counter() - t_train
     bridge.projector.eval()
     bridge.save(out)
@@ -201,6 +240,8 @@ def train_projector(cfg: TrainConfig, show_progress: bool = True) -> dict[str, A
         "batch_size": cfg.batch_size,
         "lr": cfg.lr,
         "seed": cfg.seed,
+        "lora": cfg.lora,
+        "trainable_params": sum(p.numel() for p in params),
         "feature_seconds": round(t_feat, 1),
         "train_seconds": round(t_train, 1),
         "total_seconds": round(time.perf_counter() - t0, 1),

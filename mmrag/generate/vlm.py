@@ -20,9 +20,17 @@ from mmrag.types import MMRAGError
 if TYPE_CHECKING:
     from PIL import Image
 
-# Modules that stay unquantised in 4-bit mode (LLaVA, OneVision, Qwen2-VL spellings). transformers
-# matches these from the start of the full module name, hence the leading `.*`.
-KEEP_FULL_PRECISION = [r".*vision_tower", r".*multi_modal_projector", r".*visual", "lm_head"]
+# Modules that stay unquantised in 4-bit mode: LLaVA/OneVision (`vision_tower`, `multi_modal_projector`),
+# Qwen2-VL (`visual`), Idefics3/SmolVLM (`vision_model`, `connector`). transformers matches these from
+# the start of the full module name, hence the leading `.*`.
+KEEP_FULL_PRECISION = [
+    r".*vision_tower",
+    r".*multi_modal_projector",
+    r".*visual",
+    r".*vision_model",
+    r".*connector",
+    "lm_head",
+]
 
 
 def load_vlm(
