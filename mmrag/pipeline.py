@@ -262,10 +262,13 @@ class Pipeline:
 
         query_images = [_open_query_image(im) for im in images or []]
         t0 = time.perf_counter()
-        hits = self.search(question, k=k, modality=modality, path=path)
+        # With query images, what looks like them comes first (a question about a picture is mostly
+        # generic text: "what is this?"), then what the question's text finds.
+        hits: list[Hit] = []
         for img in query_images:
-            seen = {h.id for h in hits}
-            hits += [h for h in self.search(image=img, k=k, modality=modality, path=path) if h.id not in seen]
+            hits += self.search(image=img, k=k, modality=modality, path=path)
+        hits += self.search(question, k=k, modality=modality, path=path)
+        hits = _first_occurrences(hits)
         t_retrieve = time.perf_counter() - t0
         return answer(
             question,
@@ -347,6 +350,17 @@ class Pipeline:
             self._store.flush()
         write_json_atomic(self.index_dir / "manifest.json", manifest)
         self._manifest = manifest
+
+
+def _first_occurrences(hits: list[Hit]) -> list[Hit]:
+    """Drop repeated points, keeping each one where it first appears."""
+    seen: set[str] = set()
+    out = []
+    for h in hits:
+        if h.id not in seen:
+            seen.add(h.id)
+            out.append(h)
+    return out
 
 
 def _open_query_image(image: str | Path | Image.Image) -> Image.Image:
