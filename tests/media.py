@@ -122,3 +122,10 @@ def truncate(path: Path, keep: float = 0.5) -> Path:
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * keep)])
     return path
+
+
+def touch(path: Path, data: bytes = b"x") -> Path:
+    """Write `data` to `path` (creating folders) and return it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
