@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
-pytest.importorskip("peft")
+pytest.importorskip("peft", reason="LoRA needs peft (pip install -e '.[train]' or '.[dev]')")
 
 from PIL import Image  # noqa: E402
 
