@@ -1,0 +1,286 @@
+"""MultiHop-RAG: retrieval quality of BM25, dense and hybrid search, side by side, with the official metrics.
+
+Queries are in the official `MultiHopRAG.json` schema (`query, answer, question_type,
+evidence_list[{..., fact}]`): the shared 500-query sample (`dev.json`/`test.json`) or the full file
+given with `--queries`. The corpus is `corpus.json` (609 articles) when given, else the evidence
+articles `articles_facts.jsonl`; numbers over the latter are labelled "MultiHop-RAG-500 (evidence
+articles)" because a corpus of evidence articles only is easier than the paper's.
+
+Official retrieval rule (MultiHop-RAG `retrieval_evaluate.py`): null queries are skipped; spaces and
+newlines are removed from gold facts and retrieved texts; a retrieved text is a hit when a gold fact
+is a substring of it. Hits@k: a hit in the top k. MRR@10: 1/rank of the first hit. MAP@10: at each
+hit rank r <= 10, (gold facts found there for the first time) / r, summed, over min(#facts, 10).
+
+Output: `runs/multihop/<timestamp>/` (`config.json`, `samples.jsonl`, `metrics.json`, `metrics.md`)
+and `bench/results/multihop_<split>.json` when `bench_file` is given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mmrag.types import MMRAGError
+
+if TYPE_CHECKING:
+    from mmrag.pipeline import Pipeline
+    from mmrag.store.base import Prefetch
+
+NULL_TYPE = "null_query"
+CONFIGS = ("bm25", "dense", "hybrid")
+METRICS = ("hits@10", "hits@4", "map@10", "mrr@10")
+EVIDENCE_LABEL = "MultiHop-RAG-500 (evidence articles)"
+
+
+def shared_multihop() -> Path:
+    """`$MMRAG_SHARED_DATA/multihop`, by default ../shared/data beside the checkout (as in the tests)."""
+    default = Path(__file__).resolve().parents[2] / "shared" / "data"
+    return Path(os.environ.get("MMRAG_SHARED_DATA", default)) / "multihop"
+
+
+# -- official metrics --------------------------------------------------------------------------------
+def normalise(text: str) -> str:
+    """The official normalisation: spaces and newlines removed (nothing else)."""
+    return text.replace(" ", "").replace("\n", "")
+
+
+def query_metrics(retrieved: Sequence[str], facts: Sequence[str]) -> dict[str, float]:
+    """Hits@10, Hits@4, MAP@10 and MRR@10 of one ranked list of texts against the gold facts."""
+    gold = [normalise(f) for f in facts]
+    found: set[str] = set()
+    first: int | None = None
+    ap_sum = 0.0
+    for rank, text in enumerate((normalise(t) for t in retrieved[:10]), start=1):
+        matched = [g for g in gold if g in text]
+        if not matched:
+            continue
+        first = first or rank
+        new = [g for g in dict.fromkeys(matched) if g not in found]
+        found.update(new)
+        ap_sum += len(new) / rank
+    return {
+        "hits@10": float(first is not None),
+        "hits@4": float(first is not None and first <= 4),
+        "map@10": ap_sum / min(len(gold), 10) if gold else 0.0,
+        "mrr@10": 1.0 / first if first else 0.0,
+    }
+
+
+def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Mean of each metric over `rows` (each `{"type", "metrics"}`), overall (`all`) and per type."""
+    groups: dict[str, list[dict[str, float]]] = defaultdict(list)
+    for r in rows:
+        groups["all"].append(r["metrics"])
+        groups[r["type"]].append(r["metrics"])
+    return {
+        t: {m: round(sum(x[m] for x in ms) / len(ms), 4) for m in METRICS} | {"n": len(ms)}
+        for t, ms in sorted(groups.items())
+    }
+
+
+# -- data --------------------------------------------------------------------------------------------
+def load_queries(path: str | Path) -> list[dict[str, Any]]:
+    """Queries in the official schema; a clear error naming the file when it is not."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise MMRAGError(f"{p}: cannot read MultiHop-RAG queries: {e}") from e
+    if not isinstance(data, list):
+        raise MMRAGError(f"{p}: expected a JSON list of queries (MultiHopRAG.json schema)")
+    for i, q in enumerate(data):
+        if not isinstance(q, dict) or not isinstance(q.get("query"), str) or "question_type" not in q:
+            raise MMRAGError(f"{p}: query {i} lacks `query` or `question_type` (MultiHopRAG.json schema)")
+        if not isinstance(q.get("evidence_list", []), list):
+            raise MMRAGError(f"{p}: query {i}: `evidence_list` must be a list")
+    return data
+
+
+def resolve_data(split: str, queries: str | None, corpus: str | None) -> tuple[Path, Path, str]:
+    """`(queries file, corpus file, label)`; MMRAGError naming what is missing."""
+    root = shared_multihop()
+    q = Path(queries) if queries else root / f"{split}.json"
+    c = Path(corpus) if corpus else root / "articles_facts.jsonl"
+    for p, what in ((q, "queries"), (c, "corpus")):
+        if not p.is_file():
+            raise MMRAGError(
+                f"MultiHop-RAG {what} not found at {p}: pass --queries/--corpus "
+                "(MultiHopRAG.json, corpus.json) or set MMRAG_SHARED_DATA"
+            )
+    label = EVIDENCE_LABEL if c.name == "articles_facts.jsonl" else f"MultiHop-RAG ({c.name})"
+    return q, c, label
+
+
+# -- retrieval ---------------------------------------------------------------------------------------
+@dataclass
+class EvalConfig:
+    """One MultiHop-RAG retrieval run."""
+
+    split: str = "dev"
+    queries: str | None = None
+    """Queries file (official schema); default `<shared>/multihop/<split>.json`."""
+    corpus: str | None = None
+    """`corpus.json` or `articles_facts.jsonl`; default the shared evidence articles."""
+    limit: int = 0
+    """First N queries only (0: all)."""
+    profile: str = "offline"
+    runs: str = "runs"
+    k: int = 10
+    prefetch: int = 50
+    configs: list[str] = field(default_factory=lambda: list(CONFIGS))
+
+
+def open_index(corpus: Path, cfg: EvalConfig) -> Pipeline:
+    """A text-only pipeline over `corpus`, cached in `runs/multihop/index-<hash>` (content + models)."""
+    from mmrag.config import MMRAGConfig
+    from mmrag.pipeline import Pipeline
+
+    mcfg = MMRAGConfig.load(profile=cfg.profile, env={})
+    mcfg.encoders.image = None  # text corpus: no image tower to load
+    mcfg.encoders.ocr = False
+    digest = hashlib.sha256(corpus.read_bytes())
+    digest.update(json.dumps([mcfg.encoders.text, asdict(mcfg.ingest)], sort_keys=True).encode())
+    mcfg.index = str(Path(cfg.runs) / "multihop" / f"index-{digest.hexdigest()[:12]}")
+    pipe = Pipeline.from_config(mcfg)
+    report = pipe.index([corpus])
+    if report.errors:
+        pipe.close()
+        raise MMRAGError(f"{corpus}: cannot index: {report.errors[0]}")
+    if not report.files_indexed and not report.files_skipped:
+        pipe.close()
+        raise MMRAGError(f"{corpus}: nothing to index (no text records)")
+    return pipe
+
+
+def prefetches(pipe: Pipeline, text: str, config: str, limit: int) -> list[Prefetch]:
+    """The prefetches of one configuration: `bm25`, `dense` (text space) or `hybrid` (both)."""
+    from mmrag.store.base import BM25, Prefetch
+
+    out: list[Prefetch] = []
+    emb = pipe.embedders
+    if config in ("dense", "hybrid"):
+        if emb.text is None:
+            raise MMRAGError("dense retrieval needs a text embedder (encoders.text)")
+        out.append(Prefetch("text", dense=emb.text.encode_text([text])[0], limit=limit))
+    if config in ("bm25", "hybrid"):
+        sparse = emb.bm25.embed_query(text)
+        if sparse.indices:
+            out.append(Prefetch(BM25, sparse=sparse, limit=limit))
+    return out
+
+
+def retrieve(pipe: Pipeline, text: str, config: str, cfg: EvalConfig) -> list[str]:
+    """Ranked chunk texts (payload `text`) for one query under one configuration, text chunks only."""
+    from mmrag.store.base import SearchFilter
+
+    pf = prefetches(pipe, text, config, cfg.prefetch)
+    if not pf:
+        return []
+    flt = SearchFilter(modalities=["text"])
+    points = pipe.store.query(pf, limit=cfg.k, flt=flt, fusion=pipe.config.search.fusion)
+    return [str(p.payload.get("text") or "") for p in points]
+
+
+# -- the run -----------------------------------------------------------------------------------------
+def markdown(metrics: dict[str, Any]) -> str:
+    """One table: every configuration side by side, overall then per question type."""
+    configs = list(metrics["configs"])
+    head = "| question type | n | " + " | ".join(f"{c} {m}" for c in configs for m in METRICS) + " |"
+    rule = "|---" * (2 + 4 * len(configs)) + "|"
+    lines = [f"**{metrics['label']}**, split `{metrics['split']}`", "", head, rule]
+    for t in metrics["configs"][configs[0]]:
+        n = metrics["configs"][configs[0]][t]["n"]
+        vals = [f"{metrics['configs'][c][t][m]:.3f}" for c in configs for m in METRICS]
+        lines.append(f"| {t} | {n} | " + " | ".join(vals) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def print_table(metrics: dict[str, Any]) -> None:
+    """The side-by-side table, with rich (rows: configurations; columns: metrics of all queries)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    title = f"{metrics['label']} · {metrics['split']} · {metrics['questions']} queries with evidence"
+    table = Table(title=title)
+    table.add_column("configuration")
+    for m in METRICS:
+        table.add_column(m, justify="right")
+    for c, by_type in metrics["configs"].items():
+        table.add_row(c, *(f"{by_type['all'][m]:.3f}" for m in METRICS))
+    Console(stderr=True).print(table)
+
+
+def _run_configs(pipe: Pipeline, queries: list[dict[str, Any]], cfg: EvalConfig) -> list[dict[str, Any]]:
+    rows = []
+    for i, q in enumerate(queries):
+        facts = [e.get("fact", "") for e in q.get("evidence_list", []) if e.get("fact")]
+        row: dict[str, Any] = {"i": i, "query": q["query"], "type": q["question_type"], "facts": len(facts)}
+        for c in cfg.configs:
+            texts = retrieve(pipe, q["query"], c, cfg)
+            row[c] = query_metrics(texts, facts)
+        rows.append(row)
+    return rows
+
+
+def evaluate(
+    cfg: EvalConfig, bench_file: str | Path | None = None, show_table: bool = True
+) -> dict[str, Any]:
+    """Run every configuration over the split; return the metrics, write the run folder and `bench_file`."""
+    bad = [c for c in cfg.configs if c not in CONFIGS]
+    if bad:
+        raise MMRAGError(f"unknown retrieval configuration {bad[0]!r}: choose from {', '.join(CONFIGS)}")
+    qpath, cpath, label = resolve_data(cfg.split, cfg.queries, cfg.corpus)
+    queries = load_queries(qpath)
+    if cfg.limit:
+        queries = queries[: cfg.limit]
+    # official rule: null queries have no evidence and are skipped for retrieval
+    scored = [q for q in queries if q["question_type"] != NULL_TYPE and q.get("evidence_list")]
+    t0 = time.perf_counter()
+    with open_index(cpath, cfg) as pipe:
+        index_seconds = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        rows = _run_configs(pipe, scored, cfg)
+        search_seconds = time.perf_counter() - t1
+        models = {"text": pipe.config.encoders.text, "bm25": "mmrag bm25 (sparse, IDF in Qdrant)"}
+        points = pipe.store.count()
+        index_dir = str(pipe.index_dir)
+    metrics: dict[str, Any] = {
+        "suite": "multihop",
+        "label": label,
+        "split": cfg.split,
+        "queries_file": str(qpath),
+        "corpus": str(cpath),
+        "queries": len(queries),
+        "questions": len(scored),
+        "null_skipped": len(queries) - len(scored),
+        "configs": {c: aggregate([{"type": r["type"], "metrics": r[c]} for r in rows]) for c in cfg.configs},
+        "models": models,
+        "fusion": "rrf (Qdrant, k=2)",
+        "k": cfg.k,
+        "prefetch": cfg.prefetch,
+        "index": index_dir,
+        "points": points,
+        "index_seconds": round(index_seconds, 1),
+        "search_seconds": round(search_seconds, 1),
+        "protocol": "official MultiHop-RAG retrieval rule: fact substring after removing spaces/newlines",
+    }
+    run = Path(cfg.runs) / "multihop" / time.strftime("%Y%m%d-%H%M%S")
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    (run / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    (run / "metrics.md").write_text(markdown(metrics), encoding="utf-8")
+    (run / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n", encoding="utf-8")
+    metrics["run"] = str(run)
+    if bench_file is not None:
+        Path(bench_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(bench_file).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    if show_table:
+        print_table(metrics)
+    return metrics
