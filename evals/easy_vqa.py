@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mmrag.evals import write_json, write_run
+
 from mmrag.generate.data import Pair, easy_vqa_answers, easy_vqa_pairs, easy_vqa_root
 
 if TYPE_CHECKING:
@@ -149,17 +151,11 @@ def evaluate(
         "generator": str(cfg.generator),
         "bridge_config": bridge.config.to_dict(),
     }
-    run = Path(cfg.runs) / "easy-vqa" / time.strftime("%Y%m%d-%H%M%S")
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    (run / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    (run / "metrics.md").write_text(_markdown(metrics), encoding="utf-8")
-    (run / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n", encoding="utf-8")
+    run = write_run(cfg.runs, "easy-vqa", rows, metrics, _markdown(metrics), asdict(cfg))
     metrics["run"] = str(run)
     if bench_file is not None:
         train = Path(cfg.generator).expanduser() / "train_metrics.json"
         if train.is_file():
             metrics["training"] = {k: v for k, v in json.loads(train.read_text()).items() if k != "config"}
-        Path(bench_file).parent.mkdir(parents=True, exist_ok=True)
-        Path(bench_file).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        write_json(bench_file, metrics)
     return metrics

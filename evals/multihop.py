@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mmrag.evals import write_json, write_run
+
 from mmrag.types import MMRAGError
 
 if TYPE_CHECKING:
@@ -271,16 +273,10 @@ def evaluate(
         "search_seconds": round(search_seconds, 1),
         "protocol": "official MultiHop-RAG retrieval rule: fact substring after removing spaces/newlines",
     }
-    run = Path(cfg.runs) / "multihop" / time.strftime("%Y%m%d-%H%M%S")
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    (run / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    (run / "metrics.md").write_text(markdown(metrics), encoding="utf-8")
-    (run / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n", encoding="utf-8")
+    run = write_run(cfg.runs, "multihop", rows, metrics, markdown(metrics), asdict(cfg))
     metrics["run"] = str(run)
     if bench_file is not None:
-        Path(bench_file).parent.mkdir(parents=True, exist_ok=True)
-        Path(bench_file).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        write_json(bench_file, metrics)
     if show_table:
         print_table(metrics)
     return metrics

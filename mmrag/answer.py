@@ -35,12 +35,7 @@ class Source:
     used_image: bool = False
 
     def locator(self) -> str:
-        h = self.hit
-        if h.page is not None:
-            return f"p.{h.page + 1}"
-        if h.t_start is not None:
-            return f"{_hms(h.t_start)}–{_hms(h.t_end if h.t_end is not None else h.t_start)}"
-        return ""
+        return self.hit.locator()
 
     def to_dict(self) -> dict[str, Any]:
         d = {k: v for k, v in self.hit.to_dict().items() if k != "payload"}
@@ -82,11 +77,6 @@ class Answer:
             "timings": self.timings,
             "model": self.model,
         }
-
-
-def _hms(t: float) -> str:
-    s = int(t)
-    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 class Generator:

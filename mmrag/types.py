@@ -71,6 +71,20 @@ class Hit:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def locator(self) -> str:
+        """Where in its file: `p.4` (one-based page), `00:12:31–00:12:41` (clip), or ``."""
+        if self.page is not None:
+            return f"p.{self.page + 1}"
+        if self.t_start is not None:
+            end = self.t_end if self.t_end is not None else self.t_start
+            return f"{_hms(self.t_start)}–{_hms(end)}"
+        return ""
+
+
+def _hms(t: float) -> str:
+    s = int(t)
+    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
 
 @dataclass(frozen=True)
 class FileError:

@@ -19,20 +19,6 @@ from mmrag.cli.common import (
 )
 
 
-def _fmt_loc(h: object) -> str:
-    page, t0, t1 = getattr(h, "page", None), getattr(h, "t_start", None), getattr(h, "t_end", None)
-    if page is not None:
-        return f"p.{page + 1}"
-    if t0 is not None:
-        return f"{_hms(t0)}–{_hms(t1 or t0)}"
-    return ""
-
-
-def _hms(t: float) -> str:
-    s = int(t)
-    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
 @guarded
 def search(
     query: Annotated[str | None, typer.Argument(help="Text query.")] = None,
@@ -74,5 +60,5 @@ def search(
         table.add_column(col, overflow="fold" if col == "text" else "ellipsis")
     for i, h in enumerate(hits, 1):
         snippet = " ".join((h.text or ", ".join(h.payload.get("tags") or [])).split())[:100]
-        table.add_row(str(i), f"{h.score:.3f}", h.modality, Path(h.path).name, _fmt_loc(h), snippet)
+        table.add_row(str(i), f"{h.score:.3f}", h.modality, Path(h.path).name, h.locator(), snippet)
     stdout_console().print(table)

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mmrag.encoders.base import resolve_device
 from mmrag.types import MMRAGError
 
 if TYPE_CHECKING:
@@ -36,15 +37,6 @@ Message = dict[str, Any]
 def cache_dir() -> Path:
     """Where converted models and trained bridges live: `$MMRAG_CACHE` or `~/.cache/mmrag`."""
     return Path(os.environ.get("MMRAG_CACHE") or Path.home() / ".cache" / "mmrag")
-
-
-def resolve_device(device: str = "auto") -> str:
-    """`auto` picks CUDA when present, else CPU."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def resolve_dtype(dtype: str, device: str) -> torch.dtype:
