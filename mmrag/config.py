@@ -95,6 +95,9 @@ class IngestConfig:
     commit_seconds: float = 2.0
     """Flush the store and record finished files at most this often (and at the end of a run);
     after a crash, a rerun redoes at most this much work. 0 commits after every file."""
+    hubness_bank: int = 0
+    """Size of the query and gallery banks that hubness correction (`search.hubness`) draws at the
+    end of indexing, per dense space; 0 skips them."""
 
 
 @dataclass
@@ -107,6 +110,41 @@ class SearchConfig:
     """Candidates per vector before fusion."""
     fusion: Literal["rrf", "dbsf"] = "rrf"
     """How the per-vector candidate lists are fused."""
+    rrf_k: int = 2
+    """RRF's rank constant: a hit at rank r (0-based) of a list scores 1/(k + r + 1). Qdrant's own
+    default is 2 (the RRF paper used 60); a larger k flattens the head of each list."""
+    hubness: bool = False
+    """Dual-bank normalisation of dense similarities (hubness correction) at query time; needs the
+    banks that `mmrag index` computes (`ingest.hubness_bank`)."""
+    filters_from_query: bool = False
+    """Read source names and publication dates in the question as payload filters, where the corpus
+    carries such fields."""
+
+
+@dataclass
+class RerankConfig:
+    """Second-stage scoring of the fused candidates, and how many of them to keep."""
+
+    method: Literal["none", "cross-encoder", "llm", "vlm", "bi-encoder"] = "none"
+    """`cross-encoder` (a sequence classifier by hub id), `llm` (yes/no logits of a causal LM), `vlm`
+    (the same with the hit's image, for image/page/video hits), `bi-encoder` (cosine rescoring with
+    the index's own embedders), or `none`."""
+    model: str | None = None
+    """Hub id or folder; None picks the method's default (`BAAI/bge-reranker-base` for the
+    cross-encoder, the packaged `smollm2-135m` for `llm`, `generate.model` for `vlm`)."""
+    candidates: int = 30
+    """Fused candidates given to the reranker."""
+    batch_size: int = 8
+    """Query-candidate pairs per forward pass."""
+    adaptive_k: bool = False
+    """Keep a number of hits chosen from the reranker's scores (threshold, then the largest gap)
+    instead of a fixed k; the chosen k is recorded per query."""
+    threshold: float = 0.5
+    """Adaptive k: hits whose relevance probability is below this are dropped."""
+    min_k: int = 1
+    """Adaptive k never keeps fewer hits than this."""
+    max_k: int = 10
+    """Adaptive k never keeps more hits than this."""
 
 
 @dataclass
@@ -139,6 +177,7 @@ class MMRAGConfig:
     store: StoreConfig = field(default_factory=StoreConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    rerank: RerankConfig = field(default_factory=RerankConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
 
     def to_dict(self, secrets: bool = False) -> dict[str, Any]:
@@ -197,6 +236,7 @@ _SECTIONS = {
     "store": StoreConfig,
     "ingest": IngestConfig,
     "search": SearchConfig,
+    "rerank": RerankConfig,
     "generate": GenerateConfig,
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from mmrag.cli import ask as _ask
+from mmrag.cli import eval as _eval
 from mmrag.cli import generate as _generate
 from mmrag.cli import index as _index
 from mmrag.cli import info as _info
@@ -24,7 +25,7 @@ app.command("ask")(_ask.ask)
 app.command("caption")(_generate.caption)
 app.command("vqa")(_generate.vqa)
 app.command("train-projector")(_generate.train_projector)
-app.add_typer(_generate.eval_app, name="eval")
+app.add_typer(_eval.eval_app, name="eval")
 app.add_typer(_models.app, name="models")
 
 
