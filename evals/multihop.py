@@ -33,12 +33,28 @@ from mmrag.types import MMRAGError
 
 if TYPE_CHECKING:
     from mmrag.pipeline import Pipeline
-    from mmrag.store.base import Prefetch
 
 NULL_TYPE = "null_query"
 CONFIGS = ("bm25", "dense", "hybrid")
+# Every retrieval configuration of `--sweep retrieval`: name -> `Pipeline.retrieve` options (and
+# `multi_hop` for the decomposition run). `{rerank}` is the EvalConfig's reranker method.
+SWEEP: dict[str, dict[str, Any]] = {
+    "bm25": {"spaces": ["bm25"]},
+    "dense": {"spaces": ["text"]},
+    "hybrid": {},
+    "dense+hubness": {"spaces": ["text"], "hubness": True},
+    "hybrid+hubness": {"hubness": True},
+    "hybrid+filters": {"filters_from_query": True},
+    "hybrid+rerank": {"rerank": "{rerank}"},
+    "hybrid+rerank+adaptive-k": {"rerank": "{rerank}", "adaptive_k": True},
+    "hybrid+multi-hop": {"multi_hop": True},
+    "hybrid+filters+multi-hop": {"filters_from_query": True, "multi_hop": True},
+    "hybrid+filters+multi-hop+rerank": {"filters_from_query": True, "multi_hop": True, "rerank": "{rerank}"},
+}
 METRICS = ("hits@10", "hits@4", "map@10", "mrr@10")
 EVIDENCE_LABEL = "MultiHop-RAG-500 (evidence articles)"
+# Bumped when what an index holds changes (2: `published_date` payload for query filters).
+INDEX_FORMAT = "2"
 
 
 def shared_multihop() -> Path:
@@ -137,6 +153,19 @@ class EvalConfig:
     k: int = 10
     prefetch: int = 50
     configs: list[str] = field(default_factory=lambda: list(CONFIGS))
+    rerank: str = "llm"
+    """Reranker of the `+rerank` configurations."""
+    rerank_model: str | None = None
+    """Its model (None: the method's default, SmolLM2-135M for `llm`)."""
+    rerank_candidates: int = 20
+    decomposer: str = "rules"
+    """Sub-queries of `+multi-hop`: `rules` (clauses) or `llm`."""
+    hubness_bank: int = 1024
+    rrf_k: int = 2
+    answers: bool = False
+    """Also generate answers (from the best retrieval and from the gold evidence) and score them."""
+    answer_config: str = "hybrid"
+    """Retrieval configuration whose hits the answers are generated from."""
 
 
 def open_index(corpus: Path, cfg: EvalConfig) -> Pipeline:
@@ -147,8 +176,15 @@ def open_index(corpus: Path, cfg: EvalConfig) -> Pipeline:
     mcfg = MMRAGConfig.load(profile=cfg.profile, env={})
     mcfg.encoders.image = None  # text corpus: no image tower to load
     mcfg.encoders.ocr = False
+    mcfg.search.prefetch = cfg.prefetch
+    mcfg.search.rrf_k = cfg.rrf_k
+    mcfg.rerank.model = cfg.rerank_model
+    mcfg.rerank.candidates = cfg.rerank_candidates
+    mcfg.ingest.hubness_bank = cfg.hubness_bank if any("hubness" in c for c in cfg.configs) else 0
     digest = hashlib.sha256(corpus.read_bytes())
-    digest.update(json.dumps([mcfg.encoders.text, asdict(mcfg.ingest)], sort_keys=True).encode())
+    digest.update(INDEX_FORMAT.encode())
+    ingest = {k: v for k, v in asdict(mcfg.ingest).items() if k != "hubness_bank"}
+    digest.update(json.dumps([mcfg.encoders.text, ingest], sort_keys=True).encode())
     mcfg.index = str(Path(cfg.runs) / "multihop" / f"index-{digest.hexdigest()[:12]}")
     pipe = Pipeline.from_config(mcfg)
     report = pipe.index([corpus])
@@ -161,46 +197,69 @@ def open_index(corpus: Path, cfg: EvalConfig) -> Pipeline:
     return pipe
 
 
-def prefetches(pipe: Pipeline, text: str, config: str, limit: int) -> list[Prefetch]:
-    """The prefetches of one configuration: `bm25`, `dense` (text space) or `hybrid` (both)."""
-    from mmrag.store.base import BM25, Prefetch
-
-    out: list[Prefetch] = []
-    emb = pipe.embedders
-    if config in ("dense", "hybrid"):
-        if emb.text is None:
-            raise MMRAGError("dense retrieval needs a text embedder (encoders.text)")
-        out.append(Prefetch("text", dense=emb.text.encode_text([text])[0], limit=limit))
-    if config in ("bm25", "hybrid"):
-        sparse = emb.bm25.embed_query(text)
-        if sparse.indices:
-            out.append(Prefetch(BM25, sparse=sparse, limit=limit))
-    return out
+def options(config: str, cfg: EvalConfig) -> dict[str, Any]:
+    """`Pipeline.retrieve` options of a configuration name."""
+    if config not in SWEEP:
+        raise MMRAGError(f"unknown retrieval configuration {config!r}: choose from {', '.join(SWEEP)}")
+    return {k: (cfg.rerank if v == "{rerank}" else v) for k, v in SWEEP[config].items()}
 
 
-def retrieve(pipe: Pipeline, text: str, config: str, cfg: EvalConfig) -> list[str]:
-    """Ranked chunk texts (payload `text`) for one query under one configuration, text chunks only."""
-    from mmrag.store.base import SearchFilter
+def retrieve(pipe: Pipeline, text: str, config: str, cfg: EvalConfig) -> tuple[list[str], dict[str, Any]]:
+    """Ranked chunk texts (payload `text`) for one query under one configuration, and what was chosen."""
+    from mmrag.hops import multi_hop
 
-    pf = prefetches(pipe, text, config, cfg.prefetch)
-    if not pf:
-        return []
-    flt = SearchFilter(modalities=["text"])
-    points = pipe.store.query(pf, limit=cfg.k, flt=flt, fusion=pipe.config.search.fusion)
-    return [str(p.payload.get("text") or "") for p in points]
+    opts = options(config, cfg)
+    if opts.pop("multi_hop", False):
+        rerank = opts.pop("rerank", None)
+        res = multi_hop(pipe, text, cfg.k, decomposer=cfg.decomposer, modality="text", **opts)
+        hits, info = res.hits, {"queries": res.queries}
+        if rerank:  # rerank the union once, not each sub-query's list
+            from dataclasses import replace
+
+            from mmrag.rerank import make_reranker
+            from mmrag.rerank import rerank as run_rerank
+
+            union = multi_hop(
+                pipe, text, cfg.rerank_candidates, decomposer=cfg.decomposer, modality="text", **opts
+            ).hits
+            rcfg = replace(pipe.config.rerank, method=rerank)
+            reranker = make_reranker(rcfg, pipe.config.generate, pipe.embedders)
+            assert reranker is not None
+            hits = run_rerank(reranker, text, union, rcfg, cfg.k).hits[: cfg.k]
+    else:
+        r = pipe.retrieve(text, k=cfg.k, modality="text", **opts)
+        hits, info = r.hits, {"k": r.k, "filters": r.filters} if (r.filters or r.rerank) else {}
+    return [str(h.text or "") for h in hits], info
 
 
 # -- the run -----------------------------------------------------------------------------------------
 def markdown(metrics: dict[str, Any]) -> str:
-    """One table: every configuration side by side, overall then per question type."""
+    """Two tables: every configuration on all queries, then Hits@4 / MRR@10 per question type."""
     configs = list(metrics["configs"])
-    head = "| question type | n | " + " | ".join(f"{c} {m}" for c in configs for m in METRICS) + " |"
-    rule = "|---" * (2 + 4 * len(configs)) + "|"
-    lines = [f"**{metrics['label']}**, split `{metrics['split']}`", "", head, rule]
-    for t in metrics["configs"][configs[0]]:
-        n = metrics["configs"][configs[0]][t]["n"]
-        vals = [f"{metrics['configs'][c][t][m]:.3f}" for c in configs for m in METRICS]
-        lines.append(f"| {t} | {n} | " + " | ".join(vals) + " |")
+    lines = [
+        f"**{metrics['label']}**, split `{metrics['split']}`, {metrics['questions']} queries with evidence",
+        "",
+        "| configuration | " + " | ".join(METRICS) + " | ms/query |",
+        "|---" * (len(METRICS) + 2) + "|",
+    ]
+    for c in configs:
+        vals = [f"{metrics['configs'][c]['all'][m]:.3f}" for m in METRICS]
+        ms = metrics.get("ms_per_query", {}).get(c, 0.0)
+        lines.append(f"| {c} | " + " | ".join(vals) + f" | {ms:.0f} |")
+    types = [t for t in metrics["configs"][configs[0]] if t != "all"]
+    lines += ["", "| configuration | " + " | ".join(f"{t} hits@4 / mrr@10" for t in types) + " |"]
+    lines.append("|---" * (len(types) + 1) + "|")
+    for c in configs:
+        cells = [
+            f"{metrics['configs'][c][t]['hits@4']:.3f} / {metrics['configs'][c][t]['mrr@10']:.3f}"
+            for t in types
+        ]
+        lines.append(f"| {c} | " + " | ".join(cells) + " |")
+    if "answers" in metrics:
+        from mmrag.evals.multihop_answers import markdown as answers_md
+
+        a = metrics["answers"]
+        lines += ["", answers_md(a["accuracy"], a["model"], a["config"])]
     return "\n".join(lines) + "\n"
 
 
@@ -219,25 +278,52 @@ def print_table(metrics: dict[str, Any]) -> None:
     Console(stderr=True).print(table)
 
 
-def _run_configs(pipe: Pipeline, queries: list[dict[str, Any]], cfg: EvalConfig) -> list[dict[str, Any]]:
+def _run_configs(
+    pipe: Pipeline, queries: list[dict[str, Any]], cfg: EvalConfig, seconds: dict[str, float]
+) -> list[dict[str, Any]]:
     rows = []
     for i, q in enumerate(queries):
         facts = [e.get("fact", "") for e in q.get("evidence_list", []) if e.get("fact")]
         row: dict[str, Any] = {"i": i, "query": q["query"], "type": q["question_type"], "facts": len(facts)}
         for c in cfg.configs:
-            texts = retrieve(pipe, q["query"], c, cfg)
+            t0 = time.perf_counter()
+            texts, info = retrieve(pipe, q["query"], c, cfg)
+            seconds[c] = seconds.get(c, 0.0) + time.perf_counter() - t0
             row[c] = query_metrics(texts, facts)
+            if info:
+                row[f"{c}:info"] = info
         rows.append(row)
     return rows
+
+
+def _answers(pipe: Pipeline, queries: list[dict[str, Any]], cfg: EvalConfig) -> dict[str, Any]:
+    """Answer accuracy of every query (null ones too), from retrieval and from the gold evidence."""
+    from mmrag.evals.multihop_answers import accuracy, answer_queries
+
+    gen = pipe.config.generate
+    gen.max_new_tokens = 48
+    opts = options(cfg.answer_config, cfg)
+    opts.pop("multi_hop", None)
+    t0 = time.perf_counter()
+    rows = answer_queries(queries, lambda q: pipe.retrieve(q, k=5, modality="text", **opts).hits, gen)
+    return {
+        "model": gen.model,
+        "config": cfg.answer_config,
+        "k": 5,
+        "accuracy": accuracy(rows),
+        "seconds": round(time.perf_counter() - t0, 1),
+        "rule": "normalised gold answer is a substring of the normalised generated answer",
+        "samples": rows,
+    }
 
 
 def evaluate(
     cfg: EvalConfig, bench_file: str | Path | None = None, show_table: bool = True
 ) -> dict[str, Any]:
     """Run every configuration over the split; return the metrics, write the run folder and `bench_file`."""
-    bad = [c for c in cfg.configs if c not in CONFIGS]
+    bad = [c for c in cfg.configs if c not in SWEEP]
     if bad:
-        raise MMRAGError(f"unknown retrieval configuration {bad[0]!r}: choose from {', '.join(CONFIGS)}")
+        raise MMRAGError(f"unknown retrieval configuration {bad[0]!r}: choose from {', '.join(SWEEP)}")
     qpath, cpath, label = resolve_data(cfg.split, cfg.queries, cfg.corpus)
     queries = load_queries(qpath)
     if cfg.limit:
@@ -248,9 +334,11 @@ def evaluate(
     with open_index(cpath, cfg) as pipe:
         index_seconds = time.perf_counter() - t0
         t1 = time.perf_counter()
-        rows = _run_configs(pipe, scored, cfg)
+        per_config: dict[str, float] = {}
+        rows = _run_configs(pipe, scored, cfg, per_config)
         search_seconds = time.perf_counter() - t1
         models = {"text": pipe.config.encoders.text, "bm25": "mmrag bm25 (sparse, IDF in Qdrant)"}
+        answers = _answers(pipe, queries, cfg) if cfg.answers else None
         points = pipe.store.count()
         index_dir = str(pipe.index_dir)
     metrics: dict[str, Any] = {
@@ -263,8 +351,16 @@ def evaluate(
         "questions": len(scored),
         "null_skipped": len(queries) - len(scored),
         "configs": {c: aggregate([{"type": r["type"], "metrics": r[c]} for r in rows]) for c in cfg.configs},
+        "ms_per_query": {c: round(1000 * s / max(1, len(scored)), 1) for c, s in per_config.items()},
         "models": models,
-        "fusion": "rrf (Qdrant, k=2)",
+        "fusion": f"rrf (k={cfg.rrf_k})",
+        "rerank": {
+            "method": cfg.rerank,
+            "model": cfg.rerank_model or "method default",
+            "candidates": cfg.rerank_candidates,
+        },
+        "decomposer": cfg.decomposer,
+        "hubness_bank": cfg.hubness_bank,
         "k": cfg.k,
         "prefetch": cfg.prefetch,
         "index": index_dir,
@@ -273,8 +369,15 @@ def evaluate(
         "search_seconds": round(search_seconds, 1),
         "protocol": "official MultiHop-RAG retrieval rule: fact substring after removing spaces/newlines",
     }
+    if answers is not None:
+        metrics["answers"] = answers
     run = write_run(cfg.runs, "multihop", rows, metrics, markdown(metrics), asdict(cfg))
     metrics["run"] = str(run)
+    if len(cfg.configs) > 1:
+        from mmrag.evals.plots import bar_chart
+
+        values = {c: metrics["configs"][c]["all"] for c in cfg.configs}
+        metrics["plot"] = str(bar_chart(run / "sweep.png", values, METRICS, f"{label} · {cfg.split}"))
     if bench_file is not None:
         write_json(bench_file, metrics)
     if show_table:

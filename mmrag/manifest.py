@@ -20,9 +20,12 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mmrag.types import IndexLockedError, IndexMismatchError, MMRAGError
+
+if TYPE_CHECKING:
+    from mmrag.config import MMRAGConfig
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -167,3 +170,52 @@ class IndexLock:
                 fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
+
+
+def build_manifest(config: MMRAGConfig, encoders: dict[str, Any], old: dict[str, Any]) -> dict[str, Any]:
+    """The manifest of an index built with `config` and `encoders` (Embedders.describe()).
+
+    `old` is the previous manifest, whose `created_at` is kept.
+    """
+    now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    enc = {name: {**d, "revision": _revision(d["id"])} for name, d in encoders.items()}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "mmrag_version": _version(),
+        "profile": config.profile,
+        "encoders": enc,
+        "bm25": {"encoder": "qdrant_edge.Bm25", "language": "english", "modifier": "idf"},
+        "store": {
+            "backend": "edge" if config.store.url is None else "qdrant-server",
+            "collection": config.store.collection,
+            "dense": {s: d["dim"] for s, d in enc.items()},
+            "sparse": ["bm25"],
+        },
+        "config": config.to_dict(secrets=False),
+        "created_at": old.get("created_at", now),
+        "updated_at": now,
+    }
+
+
+def _revision(model_id: str) -> str | None:
+    """Package version for packaged weights; None for hub models (their commit is not known offline)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from mmrag.registry import get_model
+
+    desc = get_model(model_id)
+    if desc is None or desc.package is None:
+        return None
+    try:
+        return f"{desc.package.replace('_', '-')}=={version(desc.package.replace('_', '-'))}"
+    except PackageNotFoundError:
+        return None
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mmrag")
+    except PackageNotFoundError:
+        return "0+unknown"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from mmrag.config import MMRAGConfig
 from mmrag.embed import Embedders
@@ -19,17 +19,21 @@ from mmrag.manifest import (
     SCHEMA_VERSION,
     FileTable,
     IndexLock,
+    build_manifest,
     check_encoders,
     read_manifest,
     write_json_atomic,
 )
-from mmrag.search import Query, build_prefetches, make_filter, to_hits
+from mmrag.search import Query, make_filter
 from mmrag.types import Hit, IndexReport, MMRAGError
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from mmrag.answer import Answer
+    from mmrag.hubness import HubnessBanks
+    from mmrag.query_filters import FilterReader
+    from mmrag.retrieval import Retrieval
     from mmrag.store.base import Store
 
 
@@ -49,6 +53,8 @@ class Pipeline:
         self._files: FileTable | None = None
         self._lock: IndexLock | None = None
         self._manifest: dict[str, Any] | None = None
+        self._banks: HubnessBanks | Literal[False] | None = None
+        self._filter_reader: FilterReader | None = None
 
     # -- construction -------------------------------------------------------------------------------
     @classmethod
@@ -93,7 +99,7 @@ class Pipeline:
             raise MMRAGError(f"{index_dir}: no index here (no manifest.json); build one with mmrag index")
         cfg = MMRAGConfig.load(profile=manifest.get("profile", "default"), env={})
         recorded = manifest.get("config", {})
-        for section in ("encoders", "store", "ingest", "search", "generate"):
+        for section in ("encoders", "store", "ingest", "search", "rerank", "generate"):
             for k, v in recorded.get(section, {}).items():
                 if hasattr(getattr(cfg, section), k):
                     setattr(getattr(cfg, section), k, v)
@@ -193,6 +199,11 @@ class Pipeline:
         if report.points_written:
             # The embedded engine builds HNSW only when asked; until then every search is brute force.
             store.optimize()
+            self._filter_reader = None
+        if self.config.ingest.hubness_bank and (
+            report.points_written or not (self.index_dir / "hubness.npz").exists()
+        ):
+            self.build_hubness_banks()
         self.save()
         return report
 
@@ -206,32 +217,112 @@ class Pipeline:
         path: str | None = None,
         pages: str | None = None,
         time: str | None = None,
+        **options: Any,
     ) -> list[Hit]:
         """Search by text and/or image, with filters.
 
         Args:
             query: Text query (embedded into every space with a text side, and BM25).
             image: Image query (a path or PIL image), searched in the `image` space.
-            k: Hits to return (default `config.search.k`).
+            k: Hits to return (default `config.search.k`; adaptive k may keep fewer).
             modality: `image`, `page`, `video`, `text`, or a list of them.
             path: Glob over indexed file paths (`*.pdf`, `reports/*`).
             pages: One-based page range, `3-5`.
             time: Time range in seconds, `10-60`.
+            **options: Retrieval options of `retrieve` (`spaces`, `rerank`, `adaptive_k`, `hubness`,
+                `filters_from_query`).
         """
+        return self.retrieve(
+            query, image=image, k=k, modality=modality, path=path, pages=pages, time=time, **options
+        ).hits
+
+    def retrieve(
+        self,
+        query: str | None = None,
+        *,
+        image: str | Path | Image.Image | None = None,
+        k: int | None = None,
+        modality: str | list[str] | None = None,
+        path: str | None = None,
+        pages: str | None = None,
+        time: str | None = None,
+        spaces: Sequence[str] | None = None,
+        rerank: str | None = None,
+        adaptive_k: bool | None = None,
+        hubness: bool | None = None,
+        filters_from_query: bool | None = None,
+    ) -> Retrieval:
+        """`search`, returning a `Retrieval` that also records the chosen k, filters and timings.
+
+        Args:
+            spaces: Restrict a text query to these spaces (`text`, `bm25`, `image`).
+            rerank: Reranker method (`cross-encoder`, `llm`, `vlm`, `bi-encoder`, `none`); default
+                `config.rerank.method`.
+            adaptive_k: Keep a number of hits chosen from the reranker's scores.
+            hubness: Dual-bank hubness correction of dense scores (needs banks built at index time).
+            filters_from_query: Read source names and dates in the question as filters.
+        """
+        from dataclasses import replace
+
+        from mmrag.retrieval import retrieve
+
         if not query and image is None:
             raise MMRAGError("nothing to search: give a text query or an image")
         img = _open_query_image(image) if image is not None else None
         flt = make_filter(
             modality, path, pages, time, known_paths=(r.path for r in self.files.all()) if path else ()
         )
-        cfg = self.config.search
-        prefetches = build_prefetches(
-            Query(query, img, flt), self.embedders, cfg.prefetch, self.store.schema.dense
+        rcfg = replace(
+            self.config.rerank,
+            method=rerank if rerank is not None else self.config.rerank.method,
+            adaptive_k=self.config.rerank.adaptive_k if adaptive_k is None else adaptive_k,
         )
-        if not prefetches:
-            return []
-        points = self.store.query(prefetches, limit=k or cfg.k, flt=flt, fusion=cfg.fusion)
-        return to_hits(points)
+        if rcfg.adaptive_k and rcfg.method == "none":
+            raise MMRAGError("adaptive k reads a reranker's scores: choose a reranker (--rerank llm, ...)")
+        scfg = self.config.search
+        return retrieve(
+            self,
+            Query(query, img, flt),
+            k or scfg.k,
+            spaces=spaces,
+            rerank=rcfg,
+            hubness=scfg.hubness if hubness is None else hubness,
+            filters_from_query=scfg.filters_from_query if filters_from_query is None else filters_from_query,
+        )
+
+    def hubness_banks(self) -> HubnessBanks | None:
+        """The hubness banks built at index time (None when the index has none)."""
+        if self._banks is None:
+            from mmrag.hubness import HubnessBanks
+
+            self._banks = HubnessBanks.load(self.index_dir) or False
+        return self._banks or None
+
+    def build_hubness_banks(self) -> None:
+        """Draw the query and gallery banks of every dense space the queries can reach (hubness)."""
+        import numpy as np
+
+        from mmrag.hubness import build_banks
+        from mmrag.search import _aligned
+
+        emb = self.embedders
+
+        def encode(space: str, texts: list[str]) -> np.ndarray:
+            enc = emb.text if space == "text" else emb.image
+            assert enc is not None
+            return np.asarray(enc.encode_text(texts))
+
+        spaces = [s for s in self.store.schema.dense if s == "text" or (s == "image" and _aligned(emb))]
+        build_banks(self.store, spaces, self.config.ingest.hubness_bank, self.index_dir, encode)
+        self._banks = None
+
+    def filter_reader(self) -> FilterReader:
+        """Reads source names and dates from questions, with this index's vocabulary (cached)."""
+        if self._filter_reader is None:
+            from mmrag.query_filters import FilterReader
+
+            self._filter_reader = FilterReader.from_payloads(p["payload"] for p in self.store.scroll())
+        return self._filter_reader
 
     def ask(
         self,
@@ -243,6 +334,8 @@ class Pipeline:
         path: str | None = None,
         on_token: Callable[[str], None] | None = None,
         prompt_dir: str | Path | None = None,
+        multi_hop: str | None = None,
+        **options: Any,
     ) -> Answer:
         """Retrieve, pack the context, and generate an answer that cites its sources.
 
@@ -254,6 +347,9 @@ class Pipeline:
             path: Restrict retrieval to files matching this glob.
             on_token: Called with each generated piece of text as it comes (streaming).
             prompt_dir: Folder of prompt templates overriding the packaged ones.
+            multi_hop: `decompose` (sub-queries, retrieved and fused) or `iterative` (retrieve, read,
+                ask the next query); None retrieves once.
+            **options: Retrieval options of `retrieve` (`rerank`, `adaptive_k`, `hubness`, ...).
 
         Returns:
             `Answer` with `text`, `sources` (labels, scores, locators), `cited` and `timings`.
@@ -267,7 +363,12 @@ class Pipeline:
         hits: list[Hit] = []
         for img in query_images:
             hits += self.search(image=img, k=k, modality=modality, path=path)
-        hits += self.search(question, k=k, modality=modality, path=path)
+        if multi_hop:
+            from mmrag.hops import multi_hop as run_hops
+
+            hits += run_hops(self, question, k, mode=multi_hop, modality=modality, path=path, **options).hits
+        else:
+            hits += self.search(question, k=k, modality=modality, path=path, **options)
         hits = _first_occurrences(hits)
         t_retrieve = time.perf_counter() - t0
         return answer(
@@ -325,32 +426,12 @@ class Pipeline:
 
     def save(self) -> None:
         """Write the manifest (atomically) and flush the store."""
-        now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         old = self._manifest or read_manifest(self.index_dir) or {}
-        enc = self.embedders.describe()
-        for d in enc.values():
-            d["revision"] = _revision(d["id"])
-        manifest = {
-            "schema_version": SCHEMA_VERSION,
-            "mmrag_version": _version(),
-            "profile": self.config.profile,
-            "encoders": enc,
-            "bm25": {"encoder": "qdrant_edge.Bm25", "language": "english", "modifier": "idf"},
-            "store": {
-                "backend": "edge" if self.config.store.url is None else "qdrant-server",
-                "collection": self.config.store.collection,
-                "dense": {s: d["dim"] for s, d in enc.items()},
-                "sparse": ["bm25"],
-            },
-            "config": self.config.to_dict(secrets=False),
-            "created_at": old.get("created_at", now),
-            "updated_at": now,
-        }
+        manifest = build_manifest(self.config, self.embedders.describe(), old)
         if self._store is not None:
             self._store.flush()
         write_json_atomic(self.index_dir / "manifest.json", manifest)
         self._manifest = manifest
-
 
 def _first_occurrences(hits: list[Hit]) -> list[Hit]:
     """Drop repeated points, keeping each one where it first appears."""
@@ -370,26 +451,3 @@ def _open_query_image(image: str | Path | Image.Image) -> Image.Image:
 
     return load_image(Path(image))
 
-
-def _revision(model_id: str) -> str | None:
-    """Package version for packaged weights; None for hub models (their commit is not known offline)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    from mmrag.registry import get_model
-
-    desc = get_model(model_id)
-    if desc is None or desc.package is None:
-        return None
-    try:
-        return f"{desc.package.replace('_', '-')}=={version(desc.package.replace('_', '-'))}"
-    except PackageNotFoundError:
-        return None
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("mmrag")
-    except PackageNotFoundError:
-        return "0+unknown"

@@ -32,15 +32,23 @@ class Query:
     flt: SearchFilter | None = None
 
 
-def build_prefetches(q: Query, emb: Embedders, limit: int, spaces: Iterable[str]) -> list[Prefetch]:
-    """One prefetch per space that can read the query (only spaces that exist in the index)."""
-    have = set(spaces)
+def build_prefetches(
+    q: Query, emb: Embedders, limit: int, spaces: Iterable[str], use: Iterable[str] | None = None
+) -> list[Prefetch]:
+    """One prefetch per space that can read the query (only spaces that exist in the index).
+
+    `use` restricts the spaces a text query goes to (`text`, `bm25`, `image`): `["bm25"]` is
+    lexical search alone, `["text"]` dense text search alone.
+    """
+    have = set(spaces) | {BM25}
+    if use is not None:
+        have &= set(use)
     out: list[Prefetch] = []
     if q.text:
         if "text" in have and emb.text is not None:
             out.append(Prefetch("text", dense=emb.text.encode_text([q.text])[0], limit=limit))
-        sparse = emb.bm25.embed_query(q.text)
-        if sparse.indices:
+        sparse = emb.bm25.embed_query(q.text) if BM25 in have else None
+        if sparse is not None and sparse.indices:
             out.append(Prefetch(BM25, sparse=sparse, limit=limit))
         image_enc = emb.image if emb.cfg.image and _aligned(emb) else None
         if "image" in have and image_enc is not None:

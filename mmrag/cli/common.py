@@ -44,6 +44,52 @@ QdrantUrlOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")]
+RerankOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--rerank",
+        help="Rerank the fused candidates: llm, cross-encoder, vlm, bi-encoder or none.",
+        rich_help_panel="Retrieval",
+    ),
+]
+RerankModelOpt = Annotated[
+    str | None,
+    typer.Option("--rerank-model", help="Reranker hub id or folder.", rich_help_panel="Retrieval"),
+]
+AdaptiveKOpt = Annotated[
+    bool,
+    typer.Option(
+        "--adaptive-k",
+        help="Keep as many hits as the reranker's scores call for (needs --rerank).",
+        rich_help_panel="Retrieval",
+    ),
+]
+HubnessOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--hubness/--no-hubness",
+        help="Dual-bank hubness correction of dense scores (banks built at index time).",
+        rich_help_panel="Retrieval",
+    ),
+]
+QueryFiltersOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--query-filters/--no-query-filters",
+        help="Read source names and dates in the query as filters.",
+        rich_help_panel="Retrieval",
+    ),
+]
+
+
+def retrieval_options(
+    rerank: str | None, adaptive_k: bool, hubness: bool | None, query_filters: bool | None
+) -> dict[str, Any]:
+    """`Pipeline.retrieve` keyword arguments from the shared retrieval options (unset ones left out)."""
+    opts: dict[str, Any] = {"rerank": rerank, "hubness": hubness, "filters_from_query": query_filters}
+    if adaptive_k:
+        opts["adaptive_k"] = True
+    return {k: v for k, v in opts.items() if v is not None}
 
 
 def stderr_console() -> Any:

@@ -60,27 +60,142 @@ def eval_multihop(
         Path | None, typer.Option(help="corpus.json or articles_facts.jsonl (default: the shared evidence).")
     ] = None,
     limit: Annotated[int, typer.Option(help="First N queries only (0: all).")] = 0,
+    sweep: Annotated[
+        str | None, typer.Option(help="`retrieval`: every retrieval configuration side by side.")
+    ] = None,
+    config: Annotated[
+        list[str] | None, typer.Option("--config", "-c", help="Run these configurations (repeatable).")
+    ] = None,
+    rerank: Annotated[str, typer.Option(help="Reranker of the +rerank configurations.")] = "llm",
+    rerank_model: Annotated[str | None, typer.Option(help="Its model (default: the method's).")] = None,
+    decomposer: Annotated[str, typer.Option(help="Sub-queries for +multi-hop: rules or llm.")] = "rules",
+    answers: Annotated[
+        bool,
+        typer.Option(help="Also answer every query, from retrieval and from the gold evidence."),
+    ] = False,
     runs: Annotated[Path, typer.Option(help="Where run folders (and the cached index) go.")] = Path("runs"),
     bench: Annotated[
         Path | None, typer.Option(help="Summary JSON (default: bench/results/multihop_<split>.json).")
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Retrieval on MultiHop-RAG (official metrics): BM25, dense and hybrid side by side, in one run."""
-    from mmrag.evals.multihop import EvalConfig, evaluate
+    """Retrieval on MultiHop-RAG (official metrics): configurations side by side, in one run.
+
+    Default: BM25, dense and hybrid. `--sweep retrieval` adds hubness correction, query filters,
+    reranking, adaptive k and multi-hop decomposition.
+    """
+    from mmrag.evals.multihop import CONFIGS, SWEEP, EvalConfig, evaluate
     from mmrag.types import MMRAGError
 
     if split not in ("dev", "test"):
         raise MMRAGError(f"unknown split {split!r}: choose dev or test")
+    if sweep not in (None, "retrieval"):
+        raise MMRAGError(f"unknown sweep {sweep!r}: the one sweep is `retrieval`")
+    configs = list(config) if config else list(SWEEP) if sweep else list(CONFIGS)
     cfg = EvalConfig(
         split=split,
         queries=str(queries) if queries else None,
         corpus=str(corpus) if corpus else None,
         limit=limit,
         runs=str(runs),
+        configs=configs,
+        rerank=rerank,
+        rerank_model=rerank_model,
+        decomposer=decomposer,
+        answers=answers,
     )
-    bench_file = bench or (Path("bench") / "results" / f"multihop_{split}.json" if not limit else None)
+    name = f"multihop_{split}{'_sweep' if sweep else ''}.json"
+    bench_file = bench or (Path("bench") / "results" / name if not limit else None)
     metrics = evaluate(cfg, bench_file=bench_file, show_table=not json_out)
+    if json_out:
+        print_json(metrics)
+        return
+    typer.echo((Path(metrics["run"]) / "metrics.md").read_text(encoding="utf-8"))
+    typer.echo(f"run folder: {metrics['run']}")
+
+
+@eval_app.command("financebench")
+@guarded
+def eval_financebench(
+    questions: Annotated[
+        Path | None, typer.Option(help="FinanceBench JSONL (default: the shared 62-question sample).")
+    ] = None,
+    pdfs: Annotated[
+        Path | None, typer.Option(help="Folder of <doc_name>.pdf (default: the shared PDFs).")
+    ] = None,
+    doc: Annotated[
+        list[str] | None,
+        typer.Option("--doc", help="Index only this document (repeatable), ask its questions."),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="First N questions only (0: all).")] = 0,
+    config: Annotated[
+        list[str] | None, typer.Option("--config", "-c", help="Run these configurations (repeatable).")
+    ] = None,
+    profile: Annotated[str, typer.Option(help="Model profile that indexes the PDFs.")] = "offline",
+    image_model: Annotated[
+        str | None, typer.Option(help="Image encoder override (a CLIP/SigLIP id or folder).")
+    ] = None,
+    answers: Annotated[
+        bool, typer.Option(help="Also generate answers (slow), from retrieval and from the gold pages.")
+    ] = False,
+    runs: Annotated[Path, typer.Option(help="Where run folders (and the cached index) go.")] = Path("runs"),
+    bench: Annotated[
+        Path | None, typer.Option(help="Summary JSON (default: bench/results/financebench.json).")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Page-level retrieval on FinanceBench: BM25, dense text, page images and hybrid side by side."""
+    from mmrag.evals.financebench import CONFIGS, EvalConfig, evaluate
+
+    cfg = EvalConfig(
+        questions=str(questions) if questions else None,
+        pdfs=str(pdfs) if pdfs else None,
+        docs=list(doc) if doc else None,
+        limit=limit,
+        profile=profile,
+        image_model=image_model,
+        runs=str(runs),
+        configs=list(config) if config else list(CONFIGS),
+        answers=answers,
+    )
+    subset = limit or doc or questions or pdfs
+    bench_file = bench or (Path("bench") / "results" / "financebench.json" if not subset else None)
+    metrics = evaluate(cfg, bench_file=bench_file, show_table=not json_out)
+    if json_out:
+        print_json(metrics)
+        return
+    typer.echo((Path(metrics["run"]) / "metrics.md").read_text(encoding="utf-8"))
+    typer.echo(f"run folder: {metrics['run']}")
+
+
+@eval_app.command("clip8")
+@guarded
+def eval_clip8(
+    image_model: Annotated[
+        str | None, typer.Option(help="Image encoder with a text side: a CLIP/SigLIP id or folder.")
+    ] = None,
+    profile: Annotated[
+        str, typer.Option(help="Model profile (offline has no text-aligned images).")
+    ] = "offline",
+    tag_baseline: Annotated[
+        bool, typer.Option(help="Also report the ImageNet-tag text baseline (labelled as such).")
+    ] = False,
+    data: Annotated[Path | None, typer.Option(help="Folder with captions.json and the images.")] = None,
+    runs: Annotated[Path, typer.Option(help="Where run folders (and the cached index) go.")] = Path("runs"),
+    bench: Annotated[Path | None, typer.Option(help="Also write the summary to this JSON file.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Text-to-image top-1 on the eight captions of the CLIP demo; needs a text-aligned image encoder."""
+    from mmrag.evals.clip8 import EvalConfig, evaluate
+
+    cfg = EvalConfig(
+        data=str(data) if data else None,
+        profile=profile,
+        image_model=image_model,
+        tag_baseline=tag_baseline,
+        runs=str(runs),
+    )
+    metrics = evaluate(cfg, bench_file=bench, show_table=not json_out)
     if json_out:
         print_json(metrics)
         return

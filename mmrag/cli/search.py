@@ -8,13 +8,20 @@ from typing import Annotated
 import typer
 
 from mmrag.cli.common import (
+    AdaptiveKOpt,
+    HubnessOpt,
     IndexOpt,
     JsonOpt,
     QdrantUrlOpt,
+    QueryFiltersOpt,
+    RerankModelOpt,
+    RerankOpt,
     fail,
     guarded,
     open_pipeline,
     print_json,
+    retrieval_options,
+    stderr_console,
     stdout_console,
 )
 
@@ -40,19 +47,38 @@ def search(
     time: Annotated[
         str | None, typer.Option(help="Time range in seconds, e.g. 10-60.", rich_help_panel="Filters")
     ] = None,
+    rerank: RerankOpt = None,
+    rerank_model: RerankModelOpt = None,
+    adaptive_k: AdaptiveKOpt = False,
+    hubness: HubnessOpt = None,
+    query_filters: QueryFiltersOpt = None,
     qdrant_url: QdrantUrlOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Search an index by text (hybrid: dense spaces + BM25, fused with RRF) or by image."""
+    """Search an index by text (hybrid: dense spaces + BM25, fused with RRF) or by image.
+
+    With --json: one object with the hits and how they were found (chosen k, filters, timings).
+    """
     if not query and image is None:
         fail("give a text query or --image")
-    with open_pipeline(index, None, None, qdrant_url) as pipe:
-        hits = pipe.search(
-            query, image=image, k=k, modality=modality or None, path=path, pages=pages, time=time
+    opts = retrieval_options(rerank, adaptive_k, hubness, query_filters)
+    with open_pipeline(index, None, None, qdrant_url, **{"rerank.model": rerank_model}) as pipe:
+        res = pipe.retrieve(
+            query, image=image, k=k, modality=modality or None, path=path, pages=pages, time=time, **opts
         )
+    hits = res.hits
     if json_out:
-        print_json([{k_: v for k_, v in h.to_dict().items() if k_ != "payload"} for h in hits])
+        out = res.to_dict()
+        out["hits"] = [{k_: v for k_, v in h.items() if k_ != "payload"} for h in out["hits"]]
+        print_json({"query": query, **out})
         return
+    notes = []
+    if res.rerank:
+        notes.append(f"reranked by {res.rerank}: kept {res.k} of {res.candidates}")
+    if res.filters:
+        notes.append("filters from the query: " + "; ".join(f"{k_}={v}" for k_, v in res.filters.items()))
+    for n in notes:
+        stderr_console().print(f"[dim]{n}[/]", highlight=False)
     from rich.table import Table
 
     table = Table(show_lines=False)

@@ -185,6 +185,9 @@ def _record_text(rec: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
 def _meta(rec: dict[str, Any], skip: str) -> dict[str, Any]:
     scalar = (str, int, float, bool, type(None))
     out: dict[str, Any] = {}
@@ -199,6 +202,11 @@ def _meta(rec: dict[str, Any], skip: str) -> dict[str, Any]:
             and all(isinstance(v, scalar) for v in value)
         ):
             out[key] = list(value)
+    # A calendar date beside an ISO timestamp, so a question's "on October 22, 2023" can become a
+    # keyword filter (see mmrag/query_filters.py) without datetime payload indexes.
+    published = out.get("published_at")
+    if isinstance(published, str) and _ISO_DATE.match(published):
+        out["published_date"] = published[:10]
     return out
 
 

@@ -12,14 +12,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from mmrag.store.base import BM25, PointData, Prefetch, SearchFilter, StoreSchema
+from mmrag.store.base import RRF_K as RRF_K  # re-exported for the backends
 from mmrag.types import MMRAGError
 
 # Page size of scroll loops and batch size of upserts: large enough to amortise the per-call cost,
 # small enough that one request stays a few MB with 512-d vectors.
 BATCH = 256
-# Qdrant's own default RRF constant (server and qdrant-client local mode use k=2); qdrant-edge-py
-# wants it spelled out, so both backends fuse identically.
-RRF_K = 2
 
 
 @dataclass(frozen=True)
@@ -52,6 +50,8 @@ def conditions(flt: SearchFilter | None) -> list[Condition]:
         out.append(Condition("t_start", lte=flt.t_max))
     if flt.t_min is not None:
         out.append(Condition("t_end", gte=flt.t_min))
+    for key, values in sorted((flt.match or {}).items()):
+        out.append(Condition(key, any_of=tuple(values)))
     return out
 
 

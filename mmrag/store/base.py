@@ -27,6 +27,11 @@ INDEXED_FIELDS: dict[str, Literal["keyword", "integer", "float"]] = {
 }
 
 
+# Qdrant's own default RRF constant (server and qdrant-client local mode use k=2); qdrant-edge-py
+# wants it spelled out, so both backends fuse identically unless `search.rrf_k` says otherwise.
+RRF_K = 2
+
+
 def point_id(content_hash: str, locator: str) -> str:
     """Deterministic point id: the same content at the same locator always maps to the same id."""
     return str(uuid.uuid5(POINT_NAMESPACE, f"{content_hash}:{locator}"))
@@ -61,6 +66,8 @@ class SearchFilter:
     page_max: int | None = None
     t_min: float | None = None
     t_max: float | None = None
+    match: dict[str, list[str]] | None = None
+    """Other keyword payload fields: the field holds one of the values (e.g. `source`)."""
 
     def is_empty(self) -> bool:
         return all(v is None for v in vars(self).values())
@@ -117,8 +124,11 @@ class Store(ABC):
         limit: int,
         flt: SearchFilter | None = None,
         fusion: Literal["rrf", "dbsf"] = "rrf",
+        rrf_k: int = RRF_K,
     ) -> list[ScoredPoint]:
-        """Run each prefetch under the filter and fuse them (one prefetch: its own ranking)."""
+        """Run each prefetch under the filter and fuse them (one prefetch: its own ranking).
+
+        `rrf_k` is RRF's rank constant (a hit at 0-based rank r scores 1/(rrf_k + r + 1))."""
 
     @abstractmethod
     def count(self, flt: SearchFilter | None = None) -> int:

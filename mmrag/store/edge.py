@@ -192,6 +192,7 @@ class EdgeStore(Store):
         limit: int,
         flt: SearchFilter | None = None,
         fusion: Literal["rrf", "dbsf"] = "rrf",
+        rrf_k: int = RRF_K,
     ) -> list[ScoredPoint]:
         qe = self._qe
         if not prefetches:
@@ -207,7 +208,7 @@ class EdgeStore(Store):
             # The filter goes into every prefetch: each candidate list is drawn from matching points
             # only, so a narrow filter cannot leave the fused list empty.
             stages = [qe.Prefetch(limit=p.limit, query=self._nearest(p), filter=edge_flt) for p in prefetches]
-            fuse = qe.Fusion.Rrf(k=RRF_K) if fusion == "rrf" else qe.Fusion.Dbsf()
+            fuse = qe.Fusion.Rrf(k=rrf_k) if fusion == "rrf" else qe.Fusion.Dbsf()
             request = qe.QueryRequest(limit=limit, prefetches=stages, query=fuse, with_payload=True)
         hits = self.shard.query(request)
         return [ScoredPoint(str(r.id), float(r.score), dict(r.payload or {})) for r in hits]

@@ -1,0 +1,161 @@
+"""Metadata filters read from a question: the source names and publication dates a corpus carries.
+
+A news question such as "Did TechCrunch's November 6, 2023 article ... and The Age's report of
+October 22, 2023 ..." names its sources and dates. When the indexed records carry `source` and
+`published_at` fields (the MultiHop-RAG corpus does; `published_date` is derived at ingest), those
+names become keyword filters: `source` is one of the named ones, `published_date` one of the named
+days (each +-1 day, because a timestamp's UTC day can differ from the day the question names).
+
+Only values that exist in the index are ever matched, so a question naming nothing the corpus
+knows gets no filter. Source names match case-sensitively as written in the corpus (a proper noun:
+"Fortune" the magazine, not "fortune"), with or without a leading "The" and with the part after
+" - " or " | " optional ("The Independent - Sports" is also "The Independent").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+SOURCE_FIELD = "source"
+DATE_FIELD = "published_date"
+
+_MONTHS = {
+    m.lower(): i
+    for i, names in enumerate(
+        [
+            ("January", "Jan"),
+            ("February", "Feb"),
+            ("March", "Mar"),
+            ("April", "Apr"),
+            ("May",),
+            ("June", "Jun"),
+            ("July", "Jul"),
+            ("August", "Aug"),
+            ("September", "Sep", "Sept"),
+            ("October", "Oct"),
+            ("November", "Nov"),
+            ("December", "Dec"),
+        ],
+        start=1,
+    )
+    for m in names
+}
+_MONTH = "|".join(sorted(_MONTHS, key=len, reverse=True))
+_DATE_PATTERNS = [
+    # October 22, 2023 / Oct. 22 2023
+    re.compile(rf"\b(?P<m>{_MONTH})\.?\s+(?P<d>\d{{1,2}})(?:st|nd|rd|th)?,?\s+(?P<y>\d{{4}})\b", re.I),
+    # 22 October 2023
+    re.compile(rf"\b(?P<d>\d{{1,2}})(?:st|nd|rd|th)?\s+(?P<m>{_MONTH})\.?,?\s+(?P<y>\d{{4}})\b", re.I),
+    # 2023-10-22
+    re.compile(r"\b(?P<y>\d{4})-(?P<mm>\d{2})-(?P<d>\d{2})\b"),
+]
+
+
+@dataclass
+class QueryFilters:
+    """What a question names that the index can filter on."""
+
+    sources: list[str] = field(default_factory=list)
+    """Stored `source` values the question names."""
+    dates: list[str] = field(default_factory=list)
+    """Days the question names, `YYYY-MM-DD`."""
+
+    def match(self, slack_days: int = 1) -> dict[str, list[str]]:
+        """Keyword conditions for `SearchFilter.match` (each named day widened by `slack_days`)."""
+        out: dict[str, list[str]] = {}
+        if self.sources:
+            out[SOURCE_FIELD] = sorted(set(self.sources))
+        if self.dates:
+            days: set[str] = set()
+            for d in self.dates:
+                day = dt.date.fromisoformat(d)
+                days.update(str(day + dt.timedelta(days=i)) for i in range(-slack_days, slack_days + 1))
+            out[DATE_FIELD] = sorted(days)
+        return out
+
+    def __bool__(self) -> bool:
+        return bool(self.sources or self.dates)
+
+
+def source_aliases(values: Iterable[str]) -> dict[str, set[str]]:
+    """Surface forms -> the stored source values they stand for."""
+    out: dict[str, set[str]] = {}
+    for value in values:
+        value = value.strip()
+        if not value:
+            continue
+        forms = {value, re.split(r"\s+[-|]\s+", value)[0].strip()}
+        for f in list(forms):
+            if f.lower().startswith("the ") and len(f) > 6:
+                forms.add(f[4:])
+        for f in forms:
+            if len(f) >= 3:
+                out.setdefault(f, set()).add(value)
+    return out
+
+
+def _alias_pattern(aliases: Iterable[str]) -> re.Pattern[str] | None:
+    forms = sorted(aliases, key=len, reverse=True)  # longest first: "The Independent - Sports" wins
+    if not forms:
+        return None
+    return re.compile(r"(?<![\w])(?:" + "|".join(re.escape(f) for f in forms) + r")(?![\w])")
+
+
+def find_dates(text: str) -> list[str]:
+    """Calendar days written in `text`, as `YYYY-MM-DD`, in order of appearance, without repeats."""
+    found: list[tuple[int, str]] = []
+    for pat in _DATE_PATTERNS:
+        for m in pat.finditer(text):
+            g = m.groupdict()
+            month = int(g["mm"]) if g.get("mm") else _MONTHS[g["m"].lower()]
+            try:
+                day = dt.date(int(g["y"]), month, int(g["d"]))
+            except ValueError:
+                continue  # "February 30": not a date
+            found.append((m.start(), str(day)))
+    out: list[str] = []
+    for _, d in sorted(found):
+        if d not in out:
+            out.append(d)
+    return out
+
+
+class FilterReader:
+    """Reads `QueryFilters` from questions, knowing which sources and whether dates an index holds.
+
+    Args:
+        sources: Distinct `source` values in the index.
+        has_dates: Whether indexed points carry `published_date`.
+    """
+
+    def __init__(self, sources: Iterable[str], has_dates: bool) -> None:
+        self.aliases = source_aliases(sources)
+        self._pattern = _alias_pattern(self.aliases)
+        self.has_dates = has_dates
+
+    @classmethod
+    def from_payloads(cls, payloads: Iterable[dict[str, object]]) -> FilterReader:
+        """Collect the vocabulary from stored payloads (one scroll over the index)."""
+        sources: set[str] = set()
+        has_dates = False
+        for p in payloads:
+            s = p.get(SOURCE_FIELD)
+            if isinstance(s, str):
+                sources.add(s)
+            has_dates = has_dates or isinstance(p.get(DATE_FIELD), str)
+        return cls(sources, has_dates)
+
+    def read(self, question: str) -> QueryFilters:
+        """The sources and dates `question` names (empty when the index carries neither)."""
+        qf = QueryFilters()
+        if self._pattern is not None:
+            for m in self._pattern.finditer(question):
+                for value in sorted(self.aliases[m.group(0)]):
+                    if value not in qf.sources:
+                        qf.sources.append(value)
+        if self.has_dates:
+            qf.dates = find_dates(question)
+        return qf

@@ -1,0 +1,162 @@
+"""The retrieval stage behind `Pipeline.search`: prefetch, fuse, filter, correct hubness, rerank.
+
+One call runs, in order:
+1. filters read from the question (`search.filters_from_query`: source names, publication dates);
+2. one prefetch per space that can read the query (`text`, `bm25`, `image`), optionally restricted;
+3. fusion in Qdrant (RRF with `search.rrf_k`, or DBSF), or, with hubness correction on, the dense
+   lists corrected by dual-bank normalisation (`mmrag/hubness.py`) and fused here the same way;
+4. a reranker over the fused candidates (`rerank.method`), keeping k hits or an adaptive number.
+
+`Retrieval` records what happened (chosen k, filters, timings) for the CLI's `--json` and the evals.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from mmrag.search import Query, build_prefetches, to_hits
+from mmrag.store.base import BM25, Prefetch, ScoredPoint, SearchFilter
+from mmrag.types import Hit, MMRAGError
+
+if TYPE_CHECKING:
+    from mmrag.config import RerankConfig
+    from mmrag.pipeline import Pipeline
+
+SPACES = ("text", "bm25", "image")
+
+
+@dataclass
+class Retrieval:
+    """The hits of one query and how they were found."""
+
+    hits: list[Hit]
+    k: int
+    """Hits kept (adaptive k's choice when on)."""
+    candidates: int = 0
+    """Fused candidates before reranking."""
+    filters: dict[str, list[str]] = field(default_factory=dict)
+    """Conditions read from the question."""
+    rerank: str | None = None
+    """Reranker that ordered the hits."""
+    hubness: bool = False
+    """Whether the dense lists were hubness-corrected."""
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "k": self.k,
+            "candidates": self.candidates,
+            "filters": self.filters,
+            "rerank": self.rerank,
+            "hubness": self.hubness,
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "hits": [h.to_dict() for h in self.hits],
+        }
+
+
+def fuse(lists: Sequence[Sequence[ScoredPoint]], method: str, limit: int, rrf_k: int) -> list[ScoredPoint]:
+    """Fuse ranked lists the way Qdrant does: RRF (sum of 1/(k + rank + 1)) or DBSF.
+
+    DBSF normalises each list's scores by mean +- 3 standard deviations, then sums them.
+    """
+    score: dict[str, float] = {}
+    payload: dict[str, dict[str, Any]] = {}
+    for lst in lists:
+        if not lst:
+            continue
+        if method == "rrf":
+            parts = [1.0 / (rrf_k + r + 1) for r in range(len(lst))]
+        elif method == "dbsf":
+            vals = [p.score for p in lst]
+            mean = sum(vals) / len(vals)
+            std = (sum((v - mean) ** 2 for v in vals) / len(vals)) ** 0.5
+            lo, hi = mean - 3 * std, mean + 3 * std
+            parts = [(v - lo) / (hi - lo) if hi > lo else 0.5 for v in vals]
+        else:
+            raise MMRAGError(f"unknown fusion {method!r} (use 'rrf' or 'dbsf')")
+        for p, s in zip(lst, parts, strict=True):
+            score[p.id] = score.get(p.id, 0.0) + s
+            payload.setdefault(p.id, p.payload)
+    ranked = sorted(score, key=lambda i: -score[i])[:limit]
+    return [ScoredPoint(i, score[i], payload[i]) for i in ranked]
+
+
+def _merge_filters(flt: SearchFilter | None, match: dict[str, list[str]]) -> SearchFilter:
+    base = flt or SearchFilter()
+    return replace(base, match={**(base.match or {}), **match})
+
+
+def _fetch(
+    pipe: Pipeline, prefetches: list[Prefetch], limit: int, flt: SearchFilter | None, hub: bool
+) -> list[ScoredPoint]:
+    cfg = pipe.config.search
+    if not hub:
+        return pipe.store.query(prefetches, limit=limit, flt=flt, fusion=cfg.fusion, rrf_k=cfg.rrf_k)
+    from mmrag.hubness import corrected_search
+
+    banks = pipe.hubness_banks()
+    lists: list[list[ScoredPoint]] = []
+    for p in prefetches:
+        if p.using != BM25 and p.dense is not None and banks is not None and banks.has(p.using):
+            lists.append(corrected_search(pipe.store, banks, p.using, p.dense, p.limit, flt, 4 * p.limit))
+        else:
+            lists.append(pipe.store.query([p], limit=p.limit, flt=flt))
+    if len(lists) == 1:
+        return lists[0][:limit]
+    return fuse(lists, cfg.fusion, limit, cfg.rrf_k)
+
+
+def retrieve(
+    pipe: Pipeline,
+    q: Query,
+    k: int,
+    *,
+    spaces: Sequence[str] | None = None,
+    rerank: RerankConfig | None = None,
+    hubness: bool = False,
+    filters_from_query: bool = False,
+) -> Retrieval:
+    """Run the retrieval stage for one parsed query (see the module docstring)."""
+    cfg = pipe.config.search
+    timings: dict[str, float] = {}
+    if spaces is not None:
+        bad = [s for s in spaces if s not in SPACES]
+        if bad:
+            raise MMRAGError(f"unknown space {bad[0]!r}: choose from {', '.join(SPACES)}")
+    use_rerank = rerank is not None and rerank.method != "none"
+    limit = max(k, rerank.candidates) if use_rerank and rerank is not None else k
+    t0 = time.perf_counter()
+    match: dict[str, list[str]] = {}
+    if filters_from_query and q.text:
+        match = pipe.filter_reader().read(q.text).match()
+    prefetches = build_prefetches(q, pipe.embedders, cfg.prefetch, pipe.store.schema.dense, use=spaces)
+    timings["embed"] = time.perf_counter() - t0
+    if not prefetches:
+        return Retrieval([], 0, timings=timings)
+    t1 = time.perf_counter()
+    hub = hubness and pipe.hubness_banks() is not None
+    if match:
+        points = _fetch(pipe, prefetches, limit, _merge_filters(q.flt, match), hub)
+        if len(points) < limit:  # the question's names were too narrow: fill from the unfiltered list
+            seen = {p.id for p in points}
+            points += [p for p in _fetch(pipe, prefetches, limit, q.flt, hub) if p.id not in seen]
+            points = points[:limit]
+    else:
+        points = _fetch(pipe, prefetches, limit, q.flt, hub)
+    timings["search"] = time.perf_counter() - t1
+    hits = to_hits(points)
+    out = Retrieval(hits[:k], min(k, len(hits)), candidates=len(hits), filters=match, hubness=hub)
+    if use_rerank and rerank is not None and q.text and hits:
+        from mmrag.rerank import make_reranker
+        from mmrag.rerank import rerank as run_rerank
+
+        reranker = make_reranker(rerank, pipe.config.generate, pipe.embedders)
+        if reranker is not None:
+            res = run_rerank(reranker, q.text, hits, rerank, k)
+            out.hits, out.k, out.rerank = res.hits[: res.k], res.k, reranker.name
+            timings["rerank"] = res.seconds
+    out.timings = timings
+    return out
