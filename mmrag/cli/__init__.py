@@ -11,6 +11,7 @@ from mmrag.cli import index as _index
 from mmrag.cli import info as _info
 from mmrag.cli import models as _models
 from mmrag.cli import search as _search
+from mmrag.cli import serve as _serve
 
 app = typer.Typer(
     name="mmrag",
@@ -26,6 +27,7 @@ app.command("caption")(_generate.caption)
 app.command("vqa")(_generate.vqa)
 app.command("train-projector")(_generate.train_projector)
 app.add_typer(_eval.eval_app, name="eval")
+app.command("serve")(_serve.serve)
 app.add_typer(_models.app, name="models")
 
 

