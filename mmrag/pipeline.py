@@ -11,9 +11,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_type_hints
 
-from mmrag.config import MMRAGConfig
+from mmrag.config import MMRAGConfig, RerankConfig
 from mmrag.embed import Embedders
 from mmrag.manifest import (
     SCHEMA_VERSION,
@@ -200,10 +200,15 @@ class Pipeline:
             # The embedded engine builds HNSW only when asked; until then every search is brute force.
             store.optimize()
             self._filter_reader = None
-        if self.config.ingest.hubness_bank and (
-            report.points_written or not (self.index_dir / "hubness.npz").exists()
-        ):
-            self.build_hubness_banks()
+        if self.config.ingest.hubness_bank:
+            from mmrag.hubness import HubnessBanks
+
+            # Rebuilding costs two scrolls over the store: only when the banks are missing, were
+            # drawn at another size, or more than 10% of the points changed since.
+            banks = HubnessBanks.load(self.index_dir)
+            size = self.config.ingest.hubness_bank
+            if banks is None or banks.size != size or banks.stale(store.count()):
+                self.build_hubness_banks()
         self.save()
         return report
 
@@ -272,9 +277,13 @@ class Pipeline:
         flt = make_filter(
             modality, path, pages, time, known_paths=(r.path for r in self.files.all()) if path else ()
         )
+        method: Any = rerank if rerank is not None else self.config.rerank.method
+        methods = get_args(get_type_hints(RerankConfig)["method"])
+        if method not in methods:
+            raise MMRAGError(f"unknown reranker {method!r}: choose from {', '.join(methods)}")
         rcfg = replace(
             self.config.rerank,
-            method=rerank if rerank is not None else self.config.rerank.method,
+            method=method,
             adaptive_k=self.config.rerank.adaptive_k if adaptive_k is None else adaptive_k,
         )
         if rcfg.adaptive_k and rcfg.method == "none":
