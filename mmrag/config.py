@@ -70,6 +70,24 @@ class StoreConfig:
     """HNSW build-time beam width."""
     on_disk: bool = False
     """Keep vectors on disk (memory-mapped) rather than in RAM."""
+    shard_number: int | None = None
+    """Server: shards of a new collection (a multiple of the node count, so shards can move)."""
+    replication_factor: int | None = None
+    """Server: copies of each shard; 2 survives the loss of one node."""
+    write_consistency_factor: int | None = None
+    """Server: replicas that must acknowledge a write (at most `replication_factor`)."""
+    on_disk_payload: bool | None = None
+    """Server: keep payloads on disk (memory-mapped) rather than in RAM."""
+    quantization: Literal["none", "int8"] = "none"
+    """`int8`: scalar-quantize dense vectors (4x less RAM for search), rescoring with the originals."""
+    quantization_always_ram: bool = True
+    """Keep the int8 copies in RAM even when the original vectors are on disk."""
+    oversampling: float = 2.0
+    """With int8: candidates fetched per wanted hit before rescoring with the original vectors."""
+    hnsw_ef: int | None = None
+    """HNSW search beam width (None: the engine's default, which follows the limit)."""
+    timeout: int = 30
+    """Server: seconds to wait for one request before giving up with an error naming the server."""
 
 
 @dataclass

@@ -29,8 +29,11 @@ def test_index_search_info_models(tmp_path: Path) -> None:
 
     r = runner.invoke(app, ["search", "dividend per share", "--index", idx, "-k", "1", "--json"])
     assert r.exit_code == 0, r.output
-    hits = json.loads(r.stdout)
+    out = json.loads(r.stdout)
+    hits = out["hits"]
     assert len(hits) == 1 and hits[0]["path"].endswith("a.txt") and hits[0]["modality"] == "text"
+    assert out["k"] == 1 and out["query"] == "dividend per share" and "search" in out["timings"]
+    assert "payload" not in hits[0]
 
     r = runner.invoke(app, ["search", "paintings", "--index", idx, "-k", "2"])
     assert r.exit_code == 0 and "b.txt" in r.stdout

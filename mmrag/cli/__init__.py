@@ -12,6 +12,7 @@ from mmrag.cli import info as _info
 from mmrag.cli import models as _models
 from mmrag.cli import search as _search
 from mmrag.cli import serve as _serve
+from mmrag.cli import transfer as _transfer
 
 app = typer.Typer(
     name="mmrag",
@@ -28,6 +29,8 @@ app.command("vqa")(_generate.vqa)
 app.command("train-projector")(_generate.train_projector)
 app.add_typer(_eval.eval_app, name="eval")
 app.command("serve")(_serve.serve)
+app.command("export")(_transfer.export_index)
+app.command("import")(_transfer.import_index)
 app.add_typer(_models.app, name="models")
 
 

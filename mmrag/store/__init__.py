@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mmrag.store.base import (
     BM25,
@@ -16,6 +17,9 @@ from mmrag.store.base import (
     StoreSchema,
     point_id,
 )
+
+if TYPE_CHECKING:
+    from mmrag.store.client import ServerOptions
 
 __all__ = [
     "BM25",
@@ -38,6 +42,7 @@ def open_store(
     url: str | None = None,
     collection: str = "mmrag",
     api_key: str | None = None,
+    options: ServerOptions | None = None,
 ) -> Store:
     """The store of an index: embedded in `index_dir/store` by default, else on the Qdrant at `url`.
 
@@ -48,6 +53,7 @@ def open_store(
             None keeps the points in an embedded qdrant-edge shard inside `index_dir`.
         collection: Collection name on the server.
         api_key: Qdrant API key for the server.
+        options: Server-only settings (shards, replicas, int8 quantization, timeouts).
 
     Returns:
         An open `Store`; close it (or use it as a context manager) to flush it.
@@ -58,4 +64,4 @@ def open_store(
         return EdgeStore(Path(index_dir) / "store", schema)
     from mmrag.store.client import ClientStore
 
-    return ClientStore(url, schema, collection=collection, api_key=api_key)
+    return ClientStore(url, schema, collection=collection, api_key=api_key, options=options)

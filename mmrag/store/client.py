@@ -2,16 +2,22 @@
 
 `url=":memory:"` runs qdrant-client's pure-Python local mode in memory (tests), and
 `url="local:/some/dir"` its local mode persisted in a folder; both are for small data only
-(brute-force search in Python, no payload indexes). Anything else is a server URL.
+(brute-force search in Python, no payload indexes, no shards). Anything else is a server URL.
+
+What only a server uses (shards, replicas, on-disk payload, int8 quantization, request timeout)
+comes in a `ServerOptions`; local mode ignores it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from mmrag.store._common import (
     BATCH,
+    RRF_K,
     batches,
     check_prefetch,
     check_sparse,
@@ -36,6 +42,87 @@ if TYPE_CHECKING:
     from qdrant_client import QdrantClient, models
 
 LOCAL_PREFIX = "local:"
+# int8 scalar quantization clips the extreme 1% of values per dimension: the usual choice, and
+# what keeps a few outliers from stretching the 256 levels over an empty range.
+INT8_QUANTILE = 0.99
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Settings that only a Qdrant server applies (collection layout, search knobs, timeouts).
+
+    The layout fields take effect when the collection is created; an existing collection keeps
+    its own. None leaves a setting to the server's default.
+    """
+
+    shard_number: int | None = None
+    """Shards of a new collection: spread points over cluster nodes (set it to a multiple of the
+    node count, so shards can be rebalanced as nodes are added)."""
+    replication_factor: int | None = None
+    """Copies of each shard; 2 survives the loss of one node."""
+    write_consistency_factor: int | None = None
+    """Replicas that must acknowledge a write before it succeeds (at most `replication_factor`)."""
+    on_disk_payload: bool | None = None
+    """Keep payloads on disk (memory-mapped) rather than in RAM."""
+    quantization: Literal["none", "int8"] = "none"
+    """`int8`: scalar-quantize dense vectors (4x less RAM for search) and rescore with the originals."""
+    quantization_always_ram: bool = True
+    """Keep the int8 copies in RAM even when the original vectors are on disk."""
+    oversampling: float = 2.0
+    """With int8: candidates fetched per wanted hit before rescoring with the original vectors."""
+    hnsw_ef: int | None = None
+    """HNSW search beam width (None: the server's default, which follows the limit)."""
+    timeout: int = 30
+    """Seconds to wait for one request before giving up with an error naming the server."""
+
+    def __post_init__(self) -> None:
+        for name in ("shard_number", "replication_factor", "write_consistency_factor", "hnsw_ef"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise MMRAGError(f"store.{name} must be at least 1, got {value}")
+        if self.quantization not in ("none", "int8"):
+            raise MMRAGError(f"store.quantization must be 'none' or 'int8', got {self.quantization!r}")
+        if self.oversampling < 1:
+            raise MMRAGError(f"store.oversampling must be at least 1, got {self.oversampling}")
+        if self.timeout < 1:
+            raise MMRAGError(f"store.timeout must be at least 1 second, got {self.timeout}")
+        wcf, rf = self.write_consistency_factor, self.replication_factor
+        if wcf is not None and wcf > (rf or 1):
+            raise MMRAGError(
+                f"store.write_consistency_factor ({wcf}) cannot exceed store.replication_factor ({rf or 1})"
+            )
+
+    @classmethod
+    def from_config(cls, store: Any) -> ServerOptions:
+        """The options of a `StoreConfig` (fields it lacks keep their defaults here)."""
+        defaults = cls()
+        names = cls.__dataclass_fields__
+        return cls(**{name: getattr(store, name, getattr(defaults, name)) for name in names})
+
+
+def collection_config(schema: StoreSchema, options: ServerOptions) -> dict[str, Any]:
+    """The keyword arguments of `QdrantClient.create_collection` for `schema` under `options`."""
+    _, m = _import_client()
+    quantization = None
+    if options.quantization == "int8":
+        quantization = m.ScalarQuantization(
+            scalar=m.ScalarQuantizationConfig(
+                type=m.ScalarType.INT8, quantile=INT8_QUANTILE, always_ram=options.quantization_always_ram
+            )
+        )
+    return {
+        "vectors_config": {
+            name: m.VectorParams(size=dim, distance=m.Distance.COSINE, on_disk=schema.on_disk or None)
+            for name, dim in schema.dense.items()
+        },
+        "sparse_vectors_config": {BM25: m.SparseVectorParams(modifier=m.Modifier.IDF)},
+        "hnsw_config": m.HnswConfigDiff(m=schema.hnsw_m, ef_construct=schema.hnsw_ef_construct),
+        "shard_number": options.shard_number,
+        "replication_factor": options.replication_factor,
+        "write_consistency_factor": options.write_consistency_factor,
+        "on_disk_payload": options.on_disk_payload,
+        "quantization_config": quantization,
+    }
 
 
 def _import_client() -> tuple[Any, Any]:
@@ -46,7 +133,7 @@ def _import_client() -> tuple[Any, Any]:
     return QdrantClient, models
 
 
-def _connect(url: str, api_key: str | None) -> tuple[QdrantClient, bool]:
+def _connect(url: str, api_key: str | None, timeout: int) -> tuple[QdrantClient, bool]:
     """The client for `url`, and whether it is qdrant-client's local (in-process) mode."""
     client_cls, _ = _import_client()
     if url == ":memory:":
@@ -57,8 +144,34 @@ def _connect(url: str, api_key: str | None) -> tuple[QdrantClient, bool]:
             return client_cls(path=folder), True
         except RuntimeError as e:  # local mode locks its folder with a file lock
             raise IndexLockedError(f"{folder}: the store is open in another process: {e}") from e
-    # The key goes to the client only: never into a message, a repr or a log line.
-    return client_cls(url=url, api_key=api_key), False
+    # The key goes to the client only: never into a message, a repr or a log line. The client's
+    # own version check runs in a thread and can only warn; opening the collection below fails
+    # with a clear message instead when the server is unreachable or refuses the key.
+    return client_cls(url=url, api_key=api_key, timeout=timeout, check_compatibility=False), False
+
+
+def explain(e: BaseException, url: str, timeout: int, api_key_given: bool) -> str:
+    """What went wrong talking to the server at `url`, in words a user can act on."""
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    if isinstance(e, UnexpectedResponse) and e.status_code in (401, 403):
+        if not api_key_given:
+            code = e.status_code
+            return f"the Qdrant server at {url} wants an API key (HTTP {code}): set MMRAG_QDRANT_API_KEY"
+        return (
+            f"the Qdrant server at {url} rejected the API key (HTTP {e.status_code}): "
+            "check MMRAG_QDRANT_API_KEY"
+        )
+    cause = e.source if isinstance(e, ResponseHandlingException) else e
+    name = type(cause).__name__
+    if "Timeout" in name:
+        return f"the Qdrant server at {url} did not answer within {timeout} s ({name}); raise store.timeout"
+    if "Connect" in name or isinstance(cause, ConnectionError | OSError):
+        return (
+            f"cannot reach a Qdrant server at {url} ({name}: {cause}); is it running, "
+            "and is --qdrant-url / MMRAG_QDRANT_URL right?"
+        )
+    return f"the Qdrant server at {url} failed: {type(e).__name__}: {e}"
 
 
 def _schema_differences(info: Any, schema: StoreSchema) -> list[str]:
@@ -94,20 +207,32 @@ def _vectors_out(vector: Any) -> dict[str, Any]:
     return out
 
 
+def _record(r: Any, with_vectors: bool) -> dict[str, Any]:
+    item: dict[str, Any] = {"id": str(r.id), "payload": dict(r.payload or {})}
+    if with_vectors:
+        item["vectors"] = _vectors_out(r.vector)
+    return item
+
+
 class ClientStore(Store):
     """One collection on a Qdrant server or cluster (or in qdrant-client's local mode).
 
     Args:
         url: Server URL (`http://host:6333`), `:memory:`, or `local:/folder`.
-        schema: Dense spaces and HNSW settings.
-        collection: Collection name; created with `schema` when missing.
+        schema: Dense spaces, HNSW settings and on-disk vectors.
+        collection: Collection name; created with `schema` and `options` when missing.
         api_key: Qdrant API key (never logged).
-        shard_number: Shards of a new collection (clusters); the server default when None.
-        replication_factor: Replicas of each shard of a new collection; the server default when None.
+        options: Shards, replicas, quantization, timeout (server only); defaults when None.
+        create: Create the collection when missing; False raises instead (to read an existing one).
 
     Raises:
         IndexMismatchError: The collection exists with other vector names, dims or modifiers.
-        MMRAGError: The server cannot be reached.
+        MMRAGError: The server cannot be reached, does not answer in time, or refuses the API key.
+
+    Example:
+        >>> opts = ServerOptions(shard_number=6, replication_factor=2, quantization="int8")
+        >>> schema = StoreSchema({"image": 512, "text": 384})
+        >>> store = ClientStore("http://qdrant:6333", schema, options=opts)  # doctest: +SKIP
     """
 
     def __init__(
@@ -116,44 +241,45 @@ class ClientStore(Store):
         schema: StoreSchema,
         collection: str = "mmrag",
         api_key: str | None = None,
-        shard_number: int | None = None,
-        replication_factor: int | None = None,
+        options: ServerOptions | None = None,
+        create: bool = True,
     ) -> None:
         _, self._models = _import_client()
         self.url = url
         self.schema = schema
         self.collection = collection
-        self._client, self._local = _connect(url, api_key)
-        try:
-            exists = self._client.collection_exists(collection)
-            if exists:
-                diffs = _schema_differences(self._client.get_collection(collection), schema)
-                if diffs:
-                    raise IndexMismatchError(f"collection {collection!r} at {url}: " + "; ".join(diffs))
-            else:
-                self._create(shard_number, replication_factor)
-        except MMRAGError:
-            self._client.close()
-            raise
-        except Exception as e:  # connection refused, timeouts, auth: the client raises many types
-            self._client.close()
-            why = f"{type(e).__name__}: {e}"
-            raise MMRAGError(f"cannot open collection {collection!r} at {url}: {why}") from e
+        self.options = options or ServerOptions()
+        self._api_key_given = bool(api_key)
+        self._client, self._local = _connect(url, api_key, self.options.timeout)
         self._closed = False
+        try:
+            with self._server_errors(f"cannot open collection {collection!r}"):
+                if self._client.collection_exists(collection):
+                    diffs = _schema_differences(self._client.get_collection(collection), schema)
+                    if diffs:
+                        raise IndexMismatchError(f"collection {collection!r} at {url}: " + "; ".join(diffs))
+                elif create:
+                    self._create()
+                else:
+                    raise MMRAGError(f"there is no collection {collection!r} at {url}")
+        except MMRAGError:
+            self.close()
+            raise
 
-    def _create(self, shard_number: int | None, replication_factor: int | None) -> None:
-        m, s = self._models, self.schema
-        self._client.create_collection(
-            self.collection,
-            vectors_config={
-                name: m.VectorParams(size=dim, distance=m.Distance.COSINE, on_disk=s.on_disk or None)
-                for name, dim in s.dense.items()
-            },
-            sparse_vectors_config={BM25: m.SparseVectorParams(modifier=m.Modifier.IDF)},
-            hnsw_config=m.HnswConfigDiff(m=s.hnsw_m, ef_construct=s.hnsw_ef_construct),
-            shard_number=shard_number,
-            replication_factor=replication_factor,
-        )
+    @contextmanager
+    def _server_errors(self, what: str) -> Iterator[None]:
+        """Turn the client's many exception types (httpx, HTTP status, gRPC) into one MMRAGError."""
+        try:
+            yield
+        except MMRAGError:
+            raise
+        except Exception as e:
+            why = explain(e, self.url, self.options.timeout, self._api_key_given)
+            raise MMRAGError(f"{what}: {why}") from e
+
+    def _create(self) -> None:
+        m = self._models
+        self._client.create_collection(self.collection, **collection_config(self.schema, self.options))
         if self._local:
             return  # local mode ignores payload indexes (and warns when asked for one)
         kinds = {
@@ -184,6 +310,17 @@ class ClientStore(Store):
                 must.append(m.FieldCondition(key=c.key, range=m.Range(gte=c.gte, lte=c.lte)))
         return m.Filter(must=must) if must else None
 
+    def _search_params(self) -> models.SearchParams | None:
+        """HNSW beam and int8 rescoring for a server (local mode searches exactly and warns on them)."""
+        m, o = self._models, self.options
+        if self._local or (o.quantization == "none" and o.hnsw_ef is None):
+            return None
+        quant = None
+        if o.quantization == "int8":
+            # Rank by the int8 copies, then rescore `oversampling` x limit candidates with the originals.
+            quant = m.QuantizationSearchParams(rescore=True, oversampling=o.oversampling)
+        return m.SearchParams(hnsw_ef=o.hnsw_ef, quantization=quant)
+
     def _point(self, p: PointData) -> models.PointStruct:
         m = self._models
         what = f"point {p.id}"
@@ -195,17 +332,21 @@ class ClientStore(Store):
 
     def upsert(self, points: Sequence[PointData]) -> None:
         for batch in batches(last_per_id(points)):
-            self.client.upsert(self.collection, points=[self._point(p) for p in batch], wait=True)
+            structs = [self._point(p) for p in batch]
+            with self._server_errors(f"upsert into {self.collection!r}"):
+                self.client.upsert(self.collection, points=structs, wait=True)
 
     def delete_by_path(self, path: str) -> None:
         m = self._models
         flt = m.Filter(must=[m.FieldCondition(key="path", match=m.MatchValue(value=path))])
-        self.client.delete(self.collection, points_selector=m.FilterSelector(filter=flt), wait=True)
+        with self._server_errors(f"delete from {self.collection!r}"):
+            self.client.delete(self.collection, points_selector=m.FilterSelector(filter=flt), wait=True)
 
     def delete_ids(self, ids: Sequence[str]) -> None:
         if ids:
             selector = self._models.PointIdsList(points=list(ids))
-            self.client.delete(self.collection, points_selector=selector, wait=True)
+            with self._server_errors(f"delete from {self.collection!r}"):
+                self.client.delete(self.collection, points_selector=selector, wait=True)
 
     def _query_vector(self, p: Prefetch) -> Any:
         check_prefetch(self.schema, p)
@@ -221,58 +362,83 @@ class ClientStore(Store):
         limit: int,
         flt: SearchFilter | None = None,
         fusion: Literal["rrf", "dbsf"] = "rrf",
+        rrf_k: int = RRF_K,
     ) -> list[ScoredPoint]:
         m = self._models
         if not prefetches:
             raise MMRAGError("query needs at least one prefetch")
-        qflt = self._filter(flt)
+        qflt, params = self._filter(flt), self._search_params()
         if len(prefetches) == 1:
             p = prefetches[0]
-            res = self.client.query_points(
-                self.collection,
-                query=self._query_vector(p),
-                using=p.using,
-                query_filter=qflt,
-                limit=limit,
-                with_payload=True,
-            )
+            kwargs: dict[str, Any] = {"query": self._query_vector(p), "using": p.using, "query_filter": qflt}
+            if params is not None and p.sparse is None:
+                kwargs["search_params"] = params
         else:
             if fusion not in ("rrf", "dbsf"):
                 raise MMRAGError(f"unknown fusion {fusion!r} (use 'rrf' or 'dbsf')")
             stages = [
-                m.Prefetch(query=self._query_vector(p), using=p.using, filter=qflt, limit=p.limit)
+                m.Prefetch(
+                    query=self._query_vector(p),
+                    using=p.using,
+                    filter=qflt,
+                    limit=p.limit,
+                    params=params if p.sparse is None else None,
+                )
                 for p in prefetches
             ]
-            # Plain `FusionQuery` works on every server since 1.10; its RRF constant is the server
-            # default k=2 (RRF_K), which the embedded store spells out, so both fuse alike.
-            fuse = m.FusionQuery(fusion=m.Fusion.RRF if fusion == "rrf" else m.Fusion.DBSF)
-            res = self.client.query_points(
-                self.collection, prefetch=stages, query=fuse, limit=limit, with_payload=True
-            )
+            fuse: Any
+            if fusion == "rrf" and rrf_k != RRF_K:
+                fuse = m.RrfQuery(rrf=m.Rrf(k=rrf_k))  # a parametrised RRF needs server 1.16+
+            else:
+                # Plain `FusionQuery` works on every server since 1.10; its RRF constant is the
+                # server default k=2 (RRF_K), which the embedded store spells out: both fuse alike.
+                fuse = m.FusionQuery(fusion=m.Fusion.RRF if fusion == "rrf" else m.Fusion.DBSF)
+            kwargs = {"prefetch": stages, "query": fuse}
+        with self._server_errors(f"query {self.collection!r}"):
+            res = self.client.query_points(self.collection, limit=limit, with_payload=True, **kwargs)
         return [ScoredPoint(str(r.id), float(r.score), dict(r.payload or {})) for r in res.points]
 
     def count(self, flt: SearchFilter | None = None) -> int:
-        return int(self.client.count(self.collection, count_filter=self._filter(flt), exact=True).count)
+        with self._server_errors(f"count {self.collection!r}"):
+            return int(self.client.count(self.collection, count_filter=self._filter(flt), exact=True).count)
 
-    def scroll(self, flt: SearchFilter | None = None, with_vectors: bool = False) -> Iterator[dict[str, Any]]:
-        qflt = self._filter(flt)
-        offset = None
-        while True:
-            records, offset = self.client.scroll(
+    def scroll_page(
+        self,
+        offset: str | None = None,
+        limit: int = BATCH,
+        flt: SearchFilter | None = None,
+        with_vectors: bool = True,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of points in id order from `offset`, and the offset of the next page (None: done).
+
+        The offset is a point id, so a copy can record it and resume where it stopped.
+        """
+        with self._server_errors(f"scroll {self.collection!r}"):
+            records, nxt = self.client.scroll(
                 self.collection,
-                scroll_filter=qflt,
-                limit=BATCH,
+                scroll_filter=self._filter(flt),
+                limit=limit,
                 offset=offset,
                 with_payload=True,
                 with_vectors=with_vectors,
             )
-            for r in records:
-                item: dict[str, Any] = {"id": str(r.id), "payload": dict(r.payload or {})}
-                if with_vectors:
-                    item["vectors"] = _vectors_out(r.vector)
-                yield item
+        return [_record(r, with_vectors) for r in records], None if nxt is None else str(nxt)
+
+    def scroll(self, flt: SearchFilter | None = None, with_vectors: bool = False) -> Iterator[dict[str, Any]]:
+        offset: str | None = None
+        while True:
+            rows, offset = self.scroll_page(offset, BATCH, flt, with_vectors)
+            yield from rows
             if offset is None:
                 return
+
+    def retrieve(self, ids: Sequence[str], with_vectors: bool = True) -> list[dict[str, Any]]:
+        """The points with these ids (missing ids are left out), as `scroll` gives them."""
+        with self._server_errors(f"retrieve from {self.collection!r}"):
+            records = self.client.retrieve(
+                self.collection, list(ids), with_payload=True, with_vectors=with_vectors
+            )
+        return [_record(r, with_vectors) for r in records]
 
     def flush(self) -> None:
         # Upserts wait for the server to apply them (it keeps its own WAL); local mode persists
