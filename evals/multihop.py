@@ -166,6 +166,8 @@ class EvalConfig:
     """Also generate answers (from the best retrieval and from the gold evidence) and score them."""
     answer_config: str = "hybrid"
     """Retrieval configuration whose hits the answers are generated from."""
+    report: bool = False
+    """Also write `report.html` (tables, the sweep plot, a few queries with their hits)."""
 
 
 def open_index(corpus: Path, cfg: EvalConfig) -> Pipeline:
@@ -317,6 +319,22 @@ def _answers(pipe: Pipeline, queries: list[dict[str, Any]], cfg: EvalConfig) -> 
     }
 
 
+def _examples(pipe: Pipeline, queries: list[dict[str, Any]], cfg: EvalConfig) -> list[Any]:
+    """A few queries with the hits of the last configuration, hits marked by the fact rule."""
+    from mmrag.evals.report import Example
+
+    config = cfg.configs[-1]
+    opts = options(config, cfg)
+    opts.pop("multi_hop", None)
+    out = []
+    for q in queries:
+        hits = pipe.retrieve(q["query"], k=4, modality="text", **opts).hits
+        facts = [e["fact"] for e in q.get("evidence_list", [])]
+        found = query_metrics([h.text or "" for h in hits], facts)["hits@4"] > 0
+        out.append(Example(q["query"], hits, note=f"{config}; gold answer: {q['answer']}", ok=found))
+    return out
+
+
 def evaluate(
     cfg: EvalConfig, bench_file: str | Path | None = None, show_table: bool = True
 ) -> dict[str, Any]:
@@ -339,6 +357,7 @@ def evaluate(
         search_seconds = time.perf_counter() - t1
         models = {"text": pipe.config.encoders.text, "bm25": "mmrag bm25 (sparse, IDF in Qdrant)"}
         answers = _answers(pipe, queries, cfg) if cfg.answers else None
+        examples = _examples(pipe, scored[:6], cfg) if cfg.report else []
         points = pipe.store.count()
         index_dir = str(pipe.index_dir)
     metrics: dict[str, Any] = {
@@ -378,6 +397,10 @@ def evaluate(
 
         values = {c: metrics["configs"][c]["all"] for c in cfg.configs}
         metrics["plot"] = str(bar_chart(run / "sweep.png", values, METRICS, f"{label} · {cfg.split}"))
+    if cfg.report:
+        from mmrag.evals.report import write_report
+
+        metrics["report"] = str(write_report(run, f"{label} · {cfg.split}", examples))
     if bench_file is not None:
         write_json(bench_file, metrics)
     if show_table:

@@ -73,6 +73,7 @@ def eval_multihop(
         bool,
         typer.Option(help="Also answer every query, from retrieval and from the gold evidence."),
     ] = False,
+    report: Annotated[bool, typer.Option(help="Also write report.html into the run folder.")] = False,
     runs: Annotated[Path, typer.Option(help="Where run folders (and the cached index) go.")] = Path("runs"),
     bench: Annotated[
         Path | None, typer.Option(help="Summary JSON (default: bench/results/multihop_<split>.json).")
@@ -103,6 +104,7 @@ def eval_multihop(
         rerank_model=rerank_model,
         decomposer=decomposer,
         answers=answers,
+        report=report,
     )
     name = f"multihop_{split}{'_sweep' if sweep else ''}.json"
     bench_file = bench or (Path("bench") / "results" / name if not limit else None)
