@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmrag.evals import write_json, write_run
-
 from mmrag.generate.data import Pair, easy_vqa_answers, easy_vqa_pairs, easy_vqa_root
 
 if TYPE_CHECKING:

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmrag.evals import write_json, write_run
-
 from mmrag.types import MMRAGError
 
 if TYPE_CHECKING:

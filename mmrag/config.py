@@ -98,6 +98,29 @@ class IngestConfig:
     """Video clip length."""
     frames_per_clip: int = 4
     """Keyframes sampled per clip; the clip vector is their mean."""
+    clip_overlap: float = 0.0
+    """Seconds shared by neighbouring video clips (fixed windows); 0 <= clip_overlap < clip_seconds."""
+    segment: Literal["fixed", "shots"] = "fixed"
+    """`fixed` windows of `clip_seconds` every `clip_seconds - clip_overlap` s, or `shots`: clips end at
+    cuts found from colour histograms (every frame decoded); long shots are split into `clip_seconds`."""
+    shot_threshold: float = 0.5
+    """`shots`: histogram distance (0-1) above which a change is always a cut; above half of it, a cut
+    when 3x the recent frame-to-frame distance."""
+    min_shot_seconds: float = 1.0
+    """`shots`: no cut closer than this to the previous one."""
+    video_sampling: Literal["auto", "decode"] = "auto"
+    """`auto`: seek to keyframes where that beats decoding on (never decodes more frames);
+    `decode`: every frame."""
+    subtitle_language: str | None = None
+    """Embedded subtitle stream to read when there are several (ISO 639-2, e.g. `eng`); None: the
+    default one. A sidecar `.srt`/`.vtt` beside the video wins over embedded streams."""
+    video_ocr: bool = False
+    """OCR each clip's middle frame (encoders.ocr's engine); ~1.3 s a clip on this CPU."""
+    caption: bool = False
+    """Caption each clip with `generate.model` while indexing (slow on CPU: ~16 s a clip with the
+    bridge); `mmrag caption-clips` adds captions to an existing index later."""
+    caption_batch: int = 8
+    """Clips per captioner call."""
     page_image_px: int = 448
     """Longest side of a rendered PDF page for the image vector."""
     chunk_words: int = 180

@@ -39,8 +39,10 @@ class Indexer:
         files: FileTable,
         embedders: Embedders,
         ocr: Callable[[Image.Image], str] | None = None,
+        caption_fn: Callable[[list[Image.Image]], list[str]] | None = None,
     ) -> None:
         self.cfg = cfg
+        self.caption_fn = caption_fn
         self.store = store
         self.files = files
         self.emb = embedders
@@ -148,7 +150,12 @@ class Indexer:
     def _chunks(self, path: Path) -> Iterator[Chunk]:
         from mmrag.ingest import iter_chunks
 
-        yield from iter_chunks(path, self.cfg.ingest, ocr=self.ocr)
+        chunks = iter_chunks(path, self.cfg.ingest, ocr=self.ocr)
+        if self.cfg.ingest.caption and self.caption_fn is not None:
+            from mmrag.ingest.captions import caption_chunks
+
+            chunks = caption_chunks(chunks, self.caption_fn, self.cfg.ingest.caption_batch)
+        yield from chunks
 
     def _delete_stale(self, path: str, keep_hash: str) -> None:
         """Delete points of `path` written from another version of its content."""

@@ -190,13 +190,19 @@ class Pipeline:
         from mmrag.indexer import Indexer
 
         ocr = None
-        if self.config.encoders.ocr:
+        if self.config.encoders.ocr or self.config.ingest.video_ocr:
             from mmrag.encoders.ocr import Ocr
 
             ocr = Ocr()
+        caption_fn = None
+        if self.config.ingest.caption:
+            from mmrag.answer import load_generator
+            from mmrag.ingest.captions import vlm_caption_fn
+
+            caption_fn = vlm_caption_fn(load_generator(self.config.generate))
         store = self.store
         self.save()  # the manifest exists before the first point: an interrupted index is still openable
-        report = Indexer(self.config, store, self.files, self.embedders, ocr=ocr).run(
+        report = Indexer(self.config, store, self.files, self.embedders, ocr=ocr, caption_fn=caption_fn).run(
             paths, progress=progress, strict=strict, on_file=on_file
         )
         if report.points_written:

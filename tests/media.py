@@ -129,3 +129,132 @@ def touch(path: Path, data: bytes = b"x") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
+
+
+# --- long-video ingest: subtitle streams, shots, variable frame rate --------------------------------
+
+_ASS_HEADER = (
+    "[Script Info]\nScriptType: v4.00+\n\n"
+    "[V4+ Styles]\nFormat: Name, Fontname, Fontsize\nStyle: Default,Arial,16\n\n"
+    "[Events]\nFormat: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text\n"
+)
+
+
+def _solid(colour: Sequence[int], size: tuple[int, int]) -> np.ndarray:
+    arr = np.empty((size[1], size[0], 3), dtype=np.uint8)
+    arr[:] = colour
+    return arr
+
+
+def make_subtitled_video(
+    path: Path,
+    seconds: float,
+    cues: Sequence[tuple[float, float, str]],
+    codec: str = "subrip",
+    fps: int = 10,
+    size: tuple[int, int] = (64, 48),
+    seconds_per_colour: float = 1.0,
+    language: str | None = None,
+    audio_seconds: float | None = None,
+) -> Path:
+    """Solid-colour frames (as `make_video`) with a text subtitle stream muxed in by PyAV.
+
+    `codec`: `subrip`, `ass` or `webvtt` (MKV/WebM) or `mov_text` (MP4/MOV). Cue text is an ASS
+    dialogue text, so `{\\i1}` overrides and `\\N` breaks can be planted. `audio_seconds` adds a
+    silent AAC track of that length.
+    """
+    from fractions import Fraction
+
+    import av
+    from av.subtitles.subtitle import SubtitleSet
+
+    with av.open(str(path), mode="w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
+        subs = container.add_stream(codec)
+        subs.codec_context.subtitle_header = _ASS_HEADER.encode()
+        subs.time_base = Fraction(1, 1000)
+        if language:
+            subs.metadata["language"] = language
+        audio = container.add_stream("aac", rate=16000) if audio_seconds else None
+        for a, b, text in cues:
+            item = SubtitleSet.create(f"0,0,Default,,0,0,0,,{text}".encode(), 0, round((b - a) * 1000), 0)
+            packet = subs.codec_context.encode_subtitle(item)
+            packet.stream = subs
+            packet.pts = packet.dts = round(a / subs.time_base)
+            packet.duration = round((b - a) / subs.time_base)
+            container.mux(packet)
+        if audio is not None and audio_seconds:
+            silence = av.AudioFrame.from_ndarray(
+                np.zeros((1, round(16000 * audio_seconds)), dtype=np.float32), format="fltp", layout="mono"
+            )
+            silence.sample_rate, silence.pts = 16000, 0
+            for packet in [*audio.encode(silence), *audio.encode()]:
+                container.mux(packet)
+        for i in range(round(seconds * fps)):
+            colour = COLOURS[int(i / fps / seconds_per_colour) % len(COLOURS)]
+            frame = av.VideoFrame.from_ndarray(_solid(colour, size), format="rgb24")
+            frame.pts = i
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+    return path
+
+
+SHOT_COLOURS = ((200, 40, 40), (40, 160, 60), (40, 60, 200), (220, 200, 40), (150, 40, 170), (30, 170, 170))
+
+
+def make_shots_video(
+    path: Path, shots: Sequence[float], fps: int = 10, size: tuple[int, int] = (64, 48), seed: int = 0
+) -> Path:
+    """Shots lasting `shots[i]` seconds; shot i is SHOT_COLOURS[i % 6] with noise and a dark bar moving
+    across, so frames inside a shot differ a little and frames across a cut a lot. The cuts are at
+    the running sums of `shots`; frame j shows the shot covering time j / fps."""
+    import av
+
+    rng = np.random.default_rng(seed)
+    bounds = np.cumsum(shots)
+    width, height = size
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(round(float(bounds[-1]) * fps)):
+            shot = int(np.searchsorted(bounds, i / fps, side="right"))
+            arr = _solid(SHOT_COLOURS[shot % len(SHOT_COLOURS)], size).astype(np.int16)
+            arr += rng.integers(-25, 26, arr.shape, dtype=np.int16)
+            x = (i * 3) % width
+            arr[:, x : x + width // 8] //= 2
+            frame = av.VideoFrame.from_ndarray(arr.clip(0, 255).astype(np.uint8), format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def make_vfr_video(
+    path: Path, times: Sequence[float], size: tuple[int, int] = (64, 48), gop: int | None = None
+) -> Path:
+    """An MKV whose frame i starts at `times[i]` seconds (millisecond clock) and shows
+    COLOURS[i % 4]: variable frame rate, gaps included. `gop` sets the keyframe interval (frames)."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        if gop:
+            stream.codec_context.gop_size = gop
+            stream.codec_context.options = {"sc_threshold": "0"}
+        for i, t in enumerate(times):
+            frame = av.VideoFrame.from_ndarray(_solid(COLOURS[i % len(COLOURS)], size), format="rgb24")
+            frame.pts, frame.time_base = round(t * 1000), Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path

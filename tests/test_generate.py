@@ -280,7 +280,6 @@ def test_train_projector_then_cli_vqa(tmp_path: Path, monkeypatch: pytest.Monkey
 @pytest.mark.skipif(importlib.util.find_spec("easy_vqa") is None, reason="easy-vqa not installed")
 def test_easy_vqa_eval_writes_consistent_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from mmrag.evals.easy_vqa import EvalConfig, evaluate
-
     from mmrag.generate.bridge import BridgeConfig, BridgeModel
     from mmrag.generate.tiny import tiny_clip_vision
     from mmrag.generate.tiny import tiny_llama as make_llama

@@ -136,7 +136,8 @@ def test_multihop_corpus_json_keeps_metadata(tmp_path: Path) -> None:
     assert [c.locator for c in chunks] == ["record=0;chunk=0", "record=0;chunk=1", "record=1;chunk=0"]
     assert chunks[2].text == "Short body."
     for c in chunks[:2]:
-        assert c.meta == {k: v for k, v in article.items() if k != "body"}
+        # the fields, plus the calendar day that query filters match on
+        assert c.meta == {**{k: v for k, v in article.items() if k != "body"}, "published_date": "2023-09-26"}
     assert chunks[1].text.endswith("end.")
 
 

@@ -31,6 +31,8 @@ from llama_index.core.schema import ImageDocument, ImageNode, QueryBundle, TextN
 
 sys.path.insert(0, str(Path(__file__).parent))
 from media import COLOURS, make_pdf, make_srt, make_video, two_tone  # noqa: E402
+
+from mmrag import Pipeline  # noqa: E402
 from mmrag.connectors.llama_index import (  # noqa: E402
     MMRAGLLM,
     MMRAGEmbedding,
@@ -40,8 +42,6 @@ from mmrag.connectors.llama_index import (  # noqa: E402
     VideoClipReader,
     node_to_hit,
 )
-
-from mmrag import Pipeline  # noqa: E402
 from mmrag.types import MMRAGError  # noqa: E402
 
 PAGES = [

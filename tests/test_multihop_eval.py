@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from mmrag.evals.multihop import aggregate, load_queries, normalise, query_metrics, resolve_data
 from typer.testing import CliRunner
 
 from mmrag.cli import app
+from mmrag.evals.multihop import aggregate, load_queries, normalise, query_metrics, resolve_data
 from mmrag.types import MMRAGError
 
 FACT_A = "The river rose by two metres overnight."

@@ -14,7 +14,13 @@ from mmrag.retrieval import fuse
 from mmrag.store.base import ScoredPoint
 from mmrag.types import Hit, MMRAGError
 
-SOURCES = ["TechCrunch", "The Age", "The Independent - Life and Style", "Fortune", "Cnbc | World Business News"]
+SOURCES = [
+    "TechCrunch",
+    "The Age",
+    "The Independent - Life and Style",
+    "Fortune",
+    "Cnbc | World Business News",
+]
 
 
 def test_sources_read_case_sensitively_with_aliases() -> None:

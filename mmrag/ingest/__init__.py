@@ -102,7 +102,7 @@ def iter_chunks(
         elif kind == "video":
             from mmrag.ingest.video import iter_video_chunks
 
-            yield from iter_video_chunks(path, cfg)
+            yield from iter_video_chunks(path, cfg, ocr if cfg.video_ocr else None)
         else:
             from mmrag.ingest.text import iter_text_chunks
 
