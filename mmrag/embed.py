@@ -6,6 +6,7 @@ loads the image tower of a profile whose image space has no text side.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from mmrag.encoders.base import cpu_has_native_bf16, l2_normalize, resolve_device
 from mmrag.store.base import BM25, PointData, SparseVec, StoreSchema, point_id
-from mmrag.types import Chunk
+from mmrag.types import Chunk, MMRAGError
 
 if TYPE_CHECKING:
     from mmrag.config import EncoderConfig
@@ -26,6 +27,8 @@ PAYLOAD_TEXT_CHARS = 4000
 # reopening an index, or a server holding several, loads each model once.
 _LOADED: dict[tuple[str, str, str, str, int], Any] = {}
 RECENT_TEXTS = 256
+# Query and passage vectors remembered by `Embedders.text_vectors` (a few MB at 384-512 dims).
+VECTOR_CACHE = 4096
 _RESERVED = {
     "embed_text",
     "modality",
@@ -49,6 +52,7 @@ class Embedders:
         self._text: TextEncoder | None = None
         self._bm25: Bm25Encoder | None = None
         self.recent: dict[str, np.ndarray] = {}  # last embedded texts, oldest first
+        self._vectors: OrderedDict[tuple[str, str, str], np.ndarray] = OrderedDict()
 
     @property
     def image(self) -> ImageEncoder | None:
@@ -84,6 +88,30 @@ class Embedders:
 
             self._bm25 = Bm25Encoder()
         return self._bm25
+
+    def text_vectors(self, texts: Sequence[str], space: str = "text", kind: str = "text") -> list[np.ndarray]:
+        """Texts through the text embedder (`space="text"`) or the image encoder's text side (`"image"`),
+        as passages (`kind="text"`) or queries (`"query"`, with the model's query prefix if it has one).
+
+        Remembered (LRU, `VECTOR_CACHE` entries): a query searched in several configurations, or the
+        same passages reranked for many queries, are embedded once.
+        """
+        enc: Any = self.text if space == "text" else self.image
+        if enc is None:
+            raise MMRAGError(f"no encoder reads text into the {space!r} space")
+        keys = [(space, kind, t) for t in texts]
+        todo = sorted({k for k in keys if k not in self._vectors})
+        if todo:
+            fn = getattr(enc, "encode_queries", enc.encode_text) if kind == "query" else enc.encode_text
+            for k, v in zip(todo, fn([k[2] for k in todo]), strict=True):
+                self._vectors[k] = np.asarray(v)
+        out = []
+        for k in keys:
+            self._vectors.move_to_end(k)
+            out.append(self._vectors[k])
+        while len(self._vectors) > VECTOR_CACHE:
+            self._vectors.popitem(last=False)
+        return out
 
     def describe(self) -> dict[str, Any]:
         """Encoder ids and dims as the manifest records them (loads the encoders to read dims)."""

@@ -46,13 +46,13 @@ def build_prefetches(
     out: list[Prefetch] = []
     if q.text:
         if "text" in have and emb.text is not None:
-            out.append(Prefetch("text", dense=emb.text.encode_text([q.text])[0], limit=limit))
+            out.append(Prefetch("text", dense=emb.text_vectors([q.text], "text", "query")[0], limit=limit))
         sparse = emb.bm25.embed_query(q.text) if BM25 in have else None
         if sparse is not None and sparse.indices:
             out.append(Prefetch(BM25, sparse=sparse, limit=limit))
         image_enc = emb.image if emb.cfg.image and _aligned(emb) else None
         if "image" in have and image_enc is not None:
-            out.append(Prefetch("image", dense=image_enc.encode_text([q.text])[0], limit=limit))
+            out.append(Prefetch("image", dense=emb.text_vectors([q.text], "image")[0], limit=limit))
     if q.image is not None:
         if "image" not in have or emb.image is None:
             raise MMRAGError(

@@ -66,7 +66,7 @@ def eval_multihop(
     config: Annotated[
         list[str] | None, typer.Option("--config", "-c", help="Run these configurations (repeatable).")
     ] = None,
-    rerank: Annotated[str, typer.Option(help="Reranker of the +rerank configurations.")] = "llm",
+    rerank: Annotated[str, typer.Option(help="Reranker of the +rerank configurations.")] = "bi-encoder",
     rerank_model: Annotated[str | None, typer.Option(help="Its model (default: the method's).")] = None,
     decomposer: Annotated[str, typer.Option(help="Sub-queries for +multi-hop: rules or llm.")] = "rules",
     answers: Annotated[
@@ -198,6 +198,67 @@ def eval_clip8(
         runs=str(runs),
     )
     metrics = evaluate(cfg, bench_file=bench, show_table=not json_out)
+    if json_out:
+        print_json(metrics)
+        return
+    typer.echo((Path(metrics["run"]) / "metrics.md").read_text(encoding="utf-8"))
+    typer.echo(f"run folder: {metrics['run']}")
+
+
+@eval_app.command("long-video")
+@guarded
+def eval_long_video(
+    generator: GeneratorOpt = DEFAULT_BRIDGE,
+    questions: Annotated[
+        int, typer.Option(help="Questions drawn (seeded, balanced over kinds); 0: all.")
+    ] = 60,
+    seed: Annotated[int, typer.Option(help="Seed of the generated video and of the question draw.")] = 0,
+    minutes: Annotated[float, typer.Option(help="Length of the generated video.")] = 21.0,
+    frames: Annotated[int, typer.Option(help="Frame budget per question, split across the clips.")] = 8,
+    context_clips: Annotated[int, typer.Option(help="Retrieved clips the generator reads.")] = 3,
+    fusion: Annotated[
+        str, typer.Option(help="auto, joint (one prompt) or late (per clip and source).")
+    ] = "auto",
+    tvqa: Annotated[
+        Path | None, typer.Option(help="TVQA-long tvqa_val_edited.json: run TVQA-long instead.", exists=True)
+    ] = None,
+    tvqa_subtitles: Annotated[
+        Path | None, typer.Option(help="TVQA tvqa_preprocessed_subtitles.json.", exists=True)
+    ] = None,
+    tvqa_frames: Annotated[Path | None, typer.Option(help="TVQA frames root (frames_hq/).")] = None,
+    episodes: Annotated[int, typer.Option(help="TVQA-long: first N episodes (0: all).")] = 0,
+    runs: Annotated[Path, typer.Option(help="Where run folders (and the cached video and index) go.")] = Path(
+        "runs"
+    ),
+    bench: Annotated[
+        Path | None, typer.Option(help="Summary JSON (default: bench/results/long_video[_tvqa].json).")
+    ] = None,
+    device: DeviceOpt = "auto",
+    json_out: JsonOpt = False,
+) -> None:
+    """Long-video QA: clip retrieval and 5-choice accuracy, with subtitles-only and frames-only ablations.
+
+    By default on a generated 21-minute video with subtitles (cached under runs/long-video/).
+    """
+    from mmrag.evals.long_video import EvalConfig, evaluate
+
+    cfg = EvalConfig(
+        generator=str(Path(generator).expanduser()),
+        questions=questions,
+        seed=seed,
+        minutes=minutes,
+        frames=frames,
+        context_clips=context_clips,
+        fusion=fusion,
+        runs=str(runs),
+        device=device,
+        tvqa=str(tvqa) if tvqa else None,
+        tvqa_subtitles=str(tvqa_subtitles) if tvqa_subtitles else None,
+        tvqa_frames=str(tvqa_frames) if tvqa_frames else None,
+        episodes=episodes,
+    )
+    name = "long_video_tvqa.json" if tvqa else "long_video.json"
+    metrics = evaluate(cfg, bench_file=bench or Path("bench") / "results" / name, show_progress=not json_out)
     if json_out:
         print_json(metrics)
         return
