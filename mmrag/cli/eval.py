@@ -73,6 +73,9 @@ def eval_multihop(
         bool,
         typer.Option(help="Also answer every query, from retrieval and from the gold evidence."),
     ] = False,
+    answer_sample: Annotated[
+        int, typer.Option(help="With --answers: the first N/4 queries of each question type (0: all).")
+    ] = 0,
     report: Annotated[bool, typer.Option(help="Also write report.html into the run folder.")] = False,
     runs: Annotated[Path, typer.Option(help="Where run folders (and the cached index) go.")] = Path("runs"),
     bench: Annotated[
@@ -104,6 +107,7 @@ def eval_multihop(
         rerank_model=rerank_model,
         decomposer=decomposer,
         answers=answers,
+        answer_sample=answer_sample,
         report=report,
     )
     name = f"multihop_{split}{'_sweep' if sweep else ''}.json"
