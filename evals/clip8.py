@@ -33,6 +33,7 @@ from mmrag.types import MMRAGError
 if TYPE_CHECKING:
     from mmrag.config import MMRAGConfig
     from mmrag.pipeline import Pipeline
+    from mmrag.types import IndexReport
 
 SUBSET = "clip8"
 METRICS = ("top1", "mrr")
@@ -132,8 +133,8 @@ def model_config(cfg: EvalConfig) -> MMRAGConfig:
     return mcfg
 
 
-def open_index(images: Sequence[Path], mcfg: MMRAGConfig, runs: str) -> Pipeline:
-    """A pipeline over `images`, cached in `runs/clip8/index-<hash>` (content and models)."""
+def open_index(images: Sequence[Path], mcfg: MMRAGConfig, runs: str) -> tuple[Pipeline, IndexReport]:
+    """A pipeline over `images` (and the indexing report), cached in `runs/clip8/index-<key>`."""
     from mmrag.evals.financebench import index_key
     from mmrag.pipeline import Pipeline
 
@@ -143,7 +144,7 @@ def open_index(images: Sequence[Path], mcfg: MMRAGConfig, runs: str) -> Pipeline
     if report.errors:
         pipe.close()
         raise MMRAGError(f"cannot index {report.errors[0]}")
-    return pipe
+    return pipe, report
 
 
 def _has_tags(pipe: Pipeline) -> bool:
@@ -240,7 +241,8 @@ def evaluate(
     mcfg = model_config(cfg)
     aligned = aligned_image_space(mcfg.encoders.image)
     t0 = time.perf_counter()
-    with open_index([folder / c["image"] for c in captions], mcfg, cfg.runs) as pipe:
+    pipe, report = open_index([folder / c["image"] for c in captions], mcfg, cfg.runs)
+    with pipe:
         index_seconds = time.perf_counter() - t0
         skipped: dict[str, str] = {}
         configs = dict(CONFIGS) if aligned else {}
@@ -268,6 +270,7 @@ def evaluate(
         "models": {"image": mcfg.encoders.image, "text": mcfg.encoders.text, "aligned_text": aligned},
         "points": points,
         "index_seconds": round(index_seconds, 1),
+        "index_reused": report.files_indexed == 0,
         "search_seconds": round(search_seconds, 2),
         "protocol": "each caption searched over the subset's images; top-1: its own image ranks first",
     }

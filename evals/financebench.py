@@ -43,6 +43,7 @@ from mmrag.types import Hit, MMRAGError
 if TYPE_CHECKING:
     from mmrag.config import MMRAGConfig
     from mmrag.pipeline import Pipeline
+    from mmrag.types import IndexReport
 
 # name -> keyword options of `Pipeline.search` (`spaces` among "text", "bm25", "image"; none: all).
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -65,13 +66,18 @@ def shared_financebench() -> Path:
 
 
 # -- retrieval metrics -------------------------------------------------------------------------------
-def ranked_pages(hits: Sequence[Hit]) -> list[Page]:
-    """`(document, page)` of each hit in rank order, each page once; the document is the file stem."""
-    seen: dict[Page, None] = {}
+def first_per_page(hits: Sequence[Hit]) -> dict[Page, Hit]:
+    """The first hit of each `(document, page)` in rank order (the document is the file stem)."""
+    out: dict[Page, Hit] = {}
     for h in hits:
         if h.page is not None:
-            seen.setdefault((Path(h.path).stem, int(h.page)), None)
-    return list(seen)
+            out.setdefault((Path(h.path).stem, int(h.page)), h)
+    return out
+
+
+def ranked_pages(hits: Sequence[Hit]) -> list[Page]:
+    """`(document, page)` of the hits in rank order, each page once (a window maps to its page)."""
+    return list(first_per_page(hits))
 
 
 def page_metrics(pages: Sequence[Page], evidence: Collection[Page]) -> dict[str, float]:
@@ -252,8 +258,8 @@ def index_key(files: Sequence[Path], mcfg: MMRAGConfig) -> str:
     return digest.hexdigest()[:12]
 
 
-def open_index(pdfs: Sequence[Path], cfg: EvalConfig, progress: bool = False) -> Pipeline:
-    """A pipeline over `pdfs`, cached in `runs/financebench/index-<hash>` (content, models, ingest)."""
+def open_index(pdfs: Sequence[Path], cfg: EvalConfig, progress: bool = False) -> tuple[Pipeline, IndexReport]:
+    """A pipeline over `pdfs` (and the indexing report), cached in `runs/financebench/index-<key>`."""
     from mmrag.config import MMRAGConfig
     from mmrag.pipeline import Pipeline
 
@@ -266,7 +272,7 @@ def open_index(pdfs: Sequence[Path], cfg: EvalConfig, progress: bool = False) ->
     if report.errors:
         pipe.close()
         raise MMRAGError(f"cannot index {report.errors[0]}")
-    return pipe
+    return pipe, report
 
 
 def unavailable(pipe: Pipeline, options: Mapping[str, Any]) -> str | None:
@@ -333,17 +339,6 @@ def _run_configs(
     return rows, ms_per_query
 
 
-def _first_per_page(hits: Sequence[Hit]) -> list[Hit]:
-    seen: set[Page] = set()
-    out = []
-    for h in hits:
-        key = (Path(h.path).stem, int(h.page if h.page is not None else -1))
-        if key not in seen:
-            seen.add(key)
-            out.append(h)
-    return out
-
-
 def gold_hits(q: dict[str, Any]) -> list[Hit]:
     """The evidence pages of a question as hits (their full page text)."""
     out = []
@@ -381,7 +376,8 @@ def _answer_all(
             row["answers"] = {"gold_answer": gold, "numeric_gold": numeric}
             for ctx in groups:
                 if ctx == "retrieved":
-                    hits = _first_per_page(pipe.search(q["question"], k=cfg.hits, **options))[: cfg.answer_k]
+                    found = first_per_page(pipe.search(q["question"], k=cfg.hits, **options))
+                    hits = list(found.values())[: cfg.answer_k]
                 else:
                     hits = gold_hits(q)
                 t0 = time.perf_counter()
@@ -484,7 +480,8 @@ def evaluate(
     qpath, pdf_dir = resolve_data(cfg.questions, cfg.pdfs)
     pdfs, questions, missing = _select(load_questions(qpath), pdf_dir, cfg)
     t0 = time.perf_counter()
-    with open_index(pdfs, cfg, progress=show_table) as pipe:
+    pipe, report = open_index(pdfs, cfg, progress=show_table)
+    with pipe:
         index_seconds = time.perf_counter() - t0
         skipped = {c: why for c in cfg.configs if (why := unavailable(pipe, table[c]))}
         chosen = {c: dict(table[c]) for c in cfg.configs if c not in skipped}
@@ -507,15 +504,19 @@ def evaluate(
             "skipped": skipped,
             "options": chosen,
             "ms_per_query": ms_per_query,
+            "timing_note": "wall time per question; the embedders cache query vectors, so a configuration "
+            "run after one that embedded the same questions does not pay for embedding them",
             "answers": answers,
             "models": {"image": enc.image, "text": enc.text, "ocr": enc.ocr, "bm25": "mmrag bm25 (IDF)"},
             "profile": cfg.profile,
             "hits": cfg.hits,
             "prefetch": pipe.config.search.prefetch,
             "fusion": pipe.config.search.fusion,
+            "rrf_k": pipe.config.search.rrf_k,
             "index": str(pipe.index_dir),
             "points": pipe.store.count(),
             "index_seconds": round(index_seconds, 1),
+            "index_reused": report.files_indexed == 0,
             "protocol": "page level: hits folded to (document, page), deduplicated in rank order",
         }
     run = write_run(cfg.runs, "financebench", rows, metrics, markdown(metrics), asdict(cfg))

@@ -159,7 +159,7 @@ def _metrics(row: dict, config: str) -> dict[str, float]:
     return page_metrics([tuple(p) for p in row[config]["pages"]], [tuple(e) for e in row["evidence"]])
 
 
-@pytest.mark.slow  # indexes 18 real pages with the offline models: about a minute on 2 shared cores
+@pytest.mark.slow  # indexes 18 real pages with the offline models: about 40 s on 2 shared cores
 def test_real_run_on_three_filings(shared_data: Path, tmp_path: Path) -> None:
     import pypdfium2 as pdfium
 

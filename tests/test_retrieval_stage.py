@@ -122,3 +122,54 @@ def test_gold_hits_carry_the_facts(shared_data: Path) -> None:
     hits = gold_hits(q)
     assert len(hits) == len(q["evidence_list"])
     assert all(e["fact"] in (h.text or "") for h, e in zip(hits, q["evidence_list"], strict=True))
+
+
+@pytest.fixture(scope="module")
+def news_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny news corpus in the MultiHop-RAG `corpus.json` schema, indexed with the offline profile."""
+    from mmrag.pipeline import Pipeline
+
+    root = tmp_path_factory.mktemp("news")
+    articles = [
+        ("TechCrunch", "2023-10-22T10:00:00+00:00", "Epic Games sued Google over the Play Store fees."),
+        ("The Verge", "2023-11-05T11:00:00+00:00", "Apple defended its default search deal with Google."),
+        ("Fortune", "2023-10-04T09:00:00+00:00", "Sam Bankman-Fried went on trial for fraud at FTX."),
+        ("TechCrunch", "2023-12-15T17:00:00+00:00", "A news publisher filed an antitrust suit against Google."),
+    ]
+    corpus = [
+        {"title": f"a{i}", "source": s, "published_at": d, "body": b} for i, (s, d, b) in enumerate(articles)
+    ]
+    (root / "corpus.json").write_text(json.dumps(corpus))
+    with Pipeline.from_config(profile="offline", index=str(root / "idx"), **{"encoders.image": None}) as p:
+        assert p.index([root / "corpus.json"]).ok
+    return root / "idx"
+
+
+def test_retrieve_with_filters_rerank_and_multi_hop(news_index: Path) -> None:
+    from mmrag.hops import multi_hop
+    from mmrag.pipeline import Pipeline
+
+    with Pipeline.load(news_index) as p:
+        q = "What did the TechCrunch report of December 15, 2023 say about Google?"
+        plain = p.retrieve(q, k=4)
+        filtered = p.retrieve(q, k=4, filters_from_query=True)
+        assert filtered.filters["source"] == ["TechCrunch"]
+        assert "2023-12-15" in filtered.filters["published_date"]
+        assert "news publisher" in (filtered.hits[0].text or "")  # the one article matching both names
+        assert {h.id for h in filtered.hits} == {h.id for h in plain.hits}  # filled up from the rest
+        ranked = p.retrieve("Google antitrust", k=4, rerank="bi-encoder")
+        assert ranked.rerank and ranked.rerank.startswith("bi-encoder") and ranked.k == 4
+        assert all(0.0 <= h.score <= 1.0 for h in ranked.hits)
+        assert [h.score for h in ranked.hits] == sorted((h.score for h in ranked.hits), reverse=True)
+        adaptive = p.retrieve("Google antitrust", k=4, rerank="bi-encoder", adaptive_k=True)
+        assert 1 <= adaptive.k <= 4 and len(adaptive.hits) == adaptive.k
+        with pytest.raises(MMRAGError, match="adaptive k reads a reranker"):
+            p.retrieve("Google", adaptive_k=True)
+        with pytest.raises(MMRAGError, match="unknown reranker"):
+            p.retrieve("Google", rerank="oracle")
+        res = multi_hop(
+            p, "Did Fortune report the FTX trial, while TechCrunch covered Epic Games?", 4, decomposer="rules"
+        )
+        assert len(res.queries) == 3  # the question and its two clauses
+        texts = " ".join(h.text or "" for h in res.hits[:2])
+        assert "Bankman-Fried" in texts and "Epic Games" in texts

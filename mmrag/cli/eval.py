@@ -188,7 +188,9 @@ def eval_clip8(
     ] = False,
     data: Annotated[Path | None, typer.Option(help="Folder with captions.json and the images.")] = None,
     runs: Annotated[Path, typer.Option(help="Where run folders (and the cached index) go.")] = Path("runs"),
-    bench: Annotated[Path | None, typer.Option(help="Also write the summary to this JSON file.")] = None,
+    bench: Annotated[
+        Path | None, typer.Option(help="Summary JSON (default: bench/results/clip8.json on the shared data).")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Text-to-image top-1 on the eight captions of the CLIP demo; needs a text-aligned image encoder."""
@@ -201,7 +203,8 @@ def eval_clip8(
         tag_baseline=tag_baseline,
         runs=str(runs),
     )
-    metrics = evaluate(cfg, bench_file=bench, show_table=not json_out)
+    bench_file = bench or (Path("bench") / "results" / "clip8.json" if data is None else None)
+    metrics = evaluate(cfg, bench_file=bench_file, show_table=not json_out)
     if json_out:
         print_json(metrics)
         return
@@ -219,7 +222,7 @@ def eval_long_video(
     seed: Annotated[int, typer.Option(help="Seed of the generated video and of the question draw.")] = 0,
     minutes: Annotated[float, typer.Option(help="Length of the generated video.")] = 21.0,
     frames: Annotated[int, typer.Option(help="Frame budget per question, split across the clips.")] = 8,
-    context_clips: Annotated[int, typer.Option(help="Retrieved clips the generator reads.")] = 3,
+    context_clips: Annotated[int, typer.Option(help="Retrieved clips the generator reads.")] = 1,
     fusion: Annotated[
         str, typer.Option(help="auto, joint (one prompt) or late (per clip and source).")
     ] = "auto",
