@@ -51,7 +51,10 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "dense-text": {"spaces": ["text"]},
     "image": {"spaces": ["image"]},
     "hybrid": {},
+    "dense-text+hubness": {"spaces": ["text"], "hubness": True},
+    "hybrid+hubness": {"hubness": True},
 }
+HUBNESS_BANK = 1024
 SPACES = ("text", "bm25", "image")
 METRICS = ("recall@5", "recall@10", "mrr@10", "doc_recall@5")
 LABEL = "FinanceBench (page-level retrieval)"
@@ -487,6 +490,10 @@ def evaluate(
         chosen = {c: dict(table[c]) for c in cfg.configs if c not in skipped}
         if not chosen:
             raise MMRAGError("no configuration can run on this index: " + "; ".join(skipped.values()))
+        if any(o.get("hubness") for o in chosen.values()) and pipe.hubness_banks() is None:
+            # banks drawn once into the cached index (not part of its key: they add, never change, points)
+            pipe.config.ingest.hubness_bank = HUBNESS_BANK
+            pipe.build_hubness_banks()
         rows, ms_per_query = _run_configs(pipe, questions, chosen, cfg.hits)
         answers = None
         if cfg.answers:

@@ -12,7 +12,7 @@ import json
 import math
 import tempfile
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -69,7 +69,7 @@ def test_subtitle_files_of_any_bytes(data: bytes, ext: str) -> None:
 # -- config -----------------------------------------------------------------------------------------
 _FIELDS = {
     section: list(get_type_hints(type(getattr(MMRAGConfig(), section))))
-    for section in ("encoders", "store", "ingest", "search")
+    for section in ("encoders", "store", "ingest", "search", "rerank")
 }
 _scalar = st.one_of(
     st.integers(-(2**63), 2**63 - 1),
@@ -127,6 +127,9 @@ def _check_types(cfg: MMRAGConfig) -> None:
         obj = getattr(cfg, section)
         for name, hint in get_type_hints(type(obj)).items():
             value = getattr(obj, name)
+            if get_origin(hint) is Literal:  # its values are strings such as "int8": not a type name
+                assert value in get_args(hint), (section, name, value)
+                continue
             kinds = {"int": int, "float": float, "bool": bool, "str": str}
             want = [k for k in kinds if k in str(hint)]
             if value is None:
