@@ -134,7 +134,7 @@ def news_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("TechCrunch", "2023-10-22T10:00:00+00:00", "Epic Games sued Google over the Play Store fees."),
         ("The Verge", "2023-11-05T11:00:00+00:00", "Apple defended its default search deal with Google."),
         ("Fortune", "2023-10-04T09:00:00+00:00", "Sam Bankman-Fried went on trial for fraud at FTX."),
-        ("TechCrunch", "2023-12-15T17:00:00+00:00", "A news publisher filed an antitrust suit against Google."),
+        ("TechCrunch", "2023-12-15T17:00:00+00:00", "A news publisher sued Google for antitrust."),
     ]
     corpus = [
         {"title": f"a{i}", "source": s, "published_at": d, "body": b} for i, (s, d, b) in enumerate(articles)
