@@ -130,7 +130,7 @@ def test_cli_end_to_end_on_a_tiny_corpus(tmp_path: Path) -> None:
     qfile, corpus = _write_data(tmp_path)
     runs = tmp_path / "runs"
     args = ["eval", "multihop", "--queries", str(qfile), "--corpus", str(corpus), "--limit", "3",
-            "--runs", str(runs), "--json"]  # fmt: skip
+            "--runs", str(runs), "--json", "--report"]  # fmt: skip
     r = CliRunner().invoke(app, args)
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
@@ -142,9 +142,13 @@ def test_cli_end_to_end_on_a_tiny_corpus(tmp_path: Path) -> None:
         assert by_type["all"]["hits@10"] == 1.0  # 4 articles, k=10: every evidence chunk is returned
     assert out["configs"]["bm25"]["all"]["mrr@10"] == 1.0  # the queries share rare words with one article
     run = Path(out["run"])
-    assert {p.name for p in run.iterdir()} == {"config.json", "samples.jsonl", "metrics.json", "metrics.md"}
+    files = {"config.json", "samples.jsonl", "metrics.json", "metrics.md", "sweep.png", "report.html"}
+    assert {p.name for p in run.iterdir()} == files
     assert len((run / "samples.jsonl").read_text().splitlines()) == 2
-    assert "hybrid hits@4" in (run / "metrics.md").read_text()
+    md = (run / "metrics.md").read_text()
+    assert "| hybrid | 1.000 |" in md and "inference_query hits@4 / mrr@10" in md
+    assert (run / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    assert "<table>" in (run / "report.html").read_text()
     # a second run reuses the cached index folder
     r2 = CliRunner().invoke(app, args)
     assert r2.exit_code == 0, r2.output
