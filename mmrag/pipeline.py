@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from mmrag.query_filters import FilterReader
     from mmrag.retrieval import Retrieval
     from mmrag.store.base import Store
+    from mmrag.video_qa import VideoAnswer
 
 
 class Pipeline:
@@ -353,8 +354,11 @@ class Pipeline:
         on_token: Callable[[str], None] | None = None,
         prompt_dir: str | Path | None = None,
         multi_hop: str | None = None,
+        video: str | None = None,
+        choices: Sequence[str] | None = None,
+        time_range: str | None = None,
         **options: Any,
-    ) -> Answer:
+    ) -> Answer | VideoAnswer:
         """Retrieve, pack the context, and generate an answer that cites its sources.
 
         Args:
@@ -367,6 +371,9 @@ class Pipeline:
             prompt_dir: Folder of prompt templates overriding the packaged ones.
             multi_hop: `decompose` (sub-queries, retrieved and fused) or `iterative` (retrieve, read,
                 ask the next query); None retrieves once.
+            video: Ask about a video (path or glob): answer from its retrieved clips (`answer_video`).
+            choices: Multiple choice about video clips: the likeliest choice wins.
+            time_range: With `video`/`choices`: only clips overlapping this range (`"600-900"`).
             **options: Retrieval options of `retrieve` (`rerank`, `adaptive_k`, `hubness`, ...).
 
         Returns:
@@ -374,6 +381,19 @@ class Pipeline:
         """
         from mmrag.answer import answer
 
+        if video is not None or choices:
+            from mmrag.video_qa import answer_video
+
+            return answer_video(
+                self,
+                question,
+                video,
+                choices,
+                time_range=time_range,
+                k=k,
+                on_token=on_token,
+                prompt_dir=str(prompt_dir) if prompt_dir else None,
+            )
         query_images = [_open_query_image(im) for im in images or []]
         t0 = time.perf_counter()
         # With query images, what looks like them comes first (a question about a picture is mostly

@@ -173,7 +173,7 @@ def test_real_run_on_three_filings(shared_data: Path, tmp_path: Path) -> None:
     out = json.loads(r.stdout)
     assert out["questions"] == len(expected) and out["documents"] == 3
     # EfficientNet has no text side: the image configuration is reported as skipped, not scored
-    assert set(out["configs"]) == {"bm25", "dense-text", "hybrid"}
+    assert set(out["configs"]) == {"bm25", "dense-text", "hybrid", "dense-text+hubness", "hybrid+hubness"}
     assert "no text side" in out["skipped"]["image"]
     run = Path(out["run"])
     rows = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]

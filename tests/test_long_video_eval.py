@@ -148,12 +148,12 @@ def test_plan_is_seeded_and_questions_are_well_formed() -> None:
         elif q.kind == "frames":
             assert q.answer in (seg.colour, seg.shape) and q.answer not in said
         else:
-            name, colour = q.answer.split(", ")
+            colour, name = q.answer.split(", called ")
             assert name in said and colour == seg.colour and colour not in said
             # each source alone leaves three choices: those with the name, those with the colour
-            assert sum(c.startswith(name + ",") for c in q.choices) == 3
-            assert sum(c.endswith(", " + colour) for c in q.choices) == 3
-            assert all(c.split(", ")[0] in SHAPE_NAMES and c.split(", ")[1] in COLOURS for c in q.choices)
+            pairs = [c.split(", called ") for c in q.choices]
+            assert sum(n == name for _, n in pairs) == 3 and sum(c == colour for c, _ in pairs) == 3
+            assert all(c in COLOURS and n in SHAPE_NAMES for c, n in pairs)
     picked = pick_questions(questions, 6, seed=0)
     assert [q.kind for q in picked].count("both") == 2 and picked == pick_questions(questions, 6, seed=0)
 

@@ -173,11 +173,12 @@ class Backend:
         on_token: Callable[[str], None] | None = None,
     ) -> Answer:
         """`Pipeline.ask`, remembering the sources' hits."""
-        from mmrag.answer import load_generator
+        from mmrag.answer import Answer, load_generator
 
         reads_images = load_generator(self.pipe.config.generate).reads_images
         with self._render_lock if reads_images else contextlib.nullcontext():
             ans = self.pipe.ask(question, k=k or self.k, modality=modality or None, on_token=on_token)
+        assert isinstance(ans, Answer)  # no video/choices given: a plain answer
         for s in ans.sources:
             self._hits.put(s.hit.id, s.hit)
         return ans
