@@ -14,8 +14,8 @@ Every segment carries one question, of one of three kinds:
   do not show it;
 - `frames`: the colour or shape on screen while the subtitles talk about a topic; the subtitles never
   say it;
-- `both`: a shape's name (said) and its colour (shown): choices pair names with colours so that each
-  source alone narrows the five choices to three.
+- `both`: a shape's name (said) and its colour (shown): choices pair colours with names
+  (`red, called Momo`) so that each source alone narrows the five choices to three.
 
 Everything is drawn from one seeded generator, so a seed gives the same video, subtitles and
 questions on every machine. Files are cached under `runs/long-video/data/<key>/`.
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL import Image
 
-GEN_VERSION = 1
+GEN_VERSION = 2
 """Bumped whenever the generated content changes, so stale caches are not reused."""
 
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -236,10 +236,11 @@ def _both_question(
     names = rng.sample([n for n in SHAPE_NAMES if n != name], 2)
     colours = rng.sample([c for c in COLOURS if c != colour], 2)
     pairs = [(name, colour), (name, colours[0]), (name, colours[1]), (names[0], colour), (names[1], colour)]
-    choices = [f"{n}, {c}" for n, c in pairs]
+    # colour first: the bridge names colours as the first word of a reply, as in easy-VQA's answers
+    choices = [f"{c}, called {n}" for n, c in pairs]
     rng.shuffle(choices)
     text = f"In the part about the {topic}, what is the shape on screen called, and what color is it?"
-    return Question(qid, "both", text, choices, choices.index(f"{name}, {colour}"), *where)
+    return Question(qid, "both", text, choices, choices.index(f"{colour}, called {name}"), *where)
 
 
 # -- rendering ---------------------------------------------------------------------------------------
