@@ -24,16 +24,12 @@ points must come back from the destination with the same vectors and payloads.
 from __future__ import annotations
 
 import copy
-import hashlib
-import io
 import json
 import os
 import random
-import re
 import sqlite3
 import time
-import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -42,14 +38,19 @@ from typing import Any
 import numpy as np
 
 from mmrag.manifest import MANIFEST, IndexLock, read_manifest, write_json_atomic
-from mmrag.store.base import BM25, PointData, SparseVec, Store, StoreSchema
+from mmrag.store.base import PointData, SparseVec, Store, StoreSchema
+from mmrag.store.bundle import (
+    BUNDLE,
+    BUNDLE_FORMAT,
+    BUNDLE_VERSION,
+    BundleEnd,
+    StoreEnd,
+    read_bundle,
+)
 from mmrag.store.client import ClientStore, ServerOptions
 from mmrag.store.edge import EdgeStore
 from mmrag.types import MMRAGError
 
-BUNDLE = "bundle.json"
-BUNDLE_FORMAT, BUNDLE_VERSION = "mmrag-bundle", 1
-PART = re.compile(r"points-\d{5}\.npz")
 CHECKPOINT = ".transfer.json"
 FILES = "files.sqlite"
 DEFAULT_BATCH = 1024
@@ -89,191 +90,6 @@ def is_url(target: str) -> bool:
     return "://" in target or target == ":memory:" or target.startswith("local:")
 
 
-# -- the bundle's part files -------------------------------------------------------------------------
-def _encode_part(points: Sequence[PointData], spaces: dict[str, int]) -> dict[str, Any]:
-    n = len(points)
-    arrays: dict[str, Any] = {"ids": np.array([p.id for p in points], dtype=str)}
-    for name, dim in spaces.items():
-        mat, has = np.zeros((n, dim), dtype=np.float32), np.zeros(n, dtype=bool)
-        for i, p in enumerate(points):
-            if name in p.dense:
-                mat[i], has[i] = p.dense[name], True
-        arrays[f"dense.{name}"], arrays[f"has.{name}"] = mat, has
-    sparse = [p.sparse for p in points]
-    lengths = [len(s.indices) if s is not None else 0 for s in sparse]
-    arrays["bm25.has"] = np.array([s is not None for s in sparse], dtype=bool)
-    arrays["bm25.indptr"] = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    arrays["bm25.indices"] = np.array([i for s in sparse if s for i in s.indices], dtype=np.uint32)
-    arrays["bm25.values"] = np.array([v for s in sparse if s for v in s.values], dtype=np.float32)
-    payloads = json.dumps([p.payload for p in points], ensure_ascii=False).encode("utf-8")
-    arrays["payload.zlib"] = np.frombuffer(zlib.compress(payloads, 1), dtype=np.uint8)
-    return arrays
-
-
-def _decode_part(z: Any, spaces: dict[str, int]) -> list[PointData]:
-    ids = [str(i) for i in z["ids"]]
-    payloads = json.loads(zlib.decompress(z["payload.zlib"].tobytes()).decode("utf-8"))
-    has_sparse, indptr = z["bm25.has"], z["bm25.indptr"]
-    indices, values = z["bm25.indices"], z["bm25.values"]
-    if not (len(payloads) == len(has_sparse) == len(indptr) - 1 == len(ids)):
-        raise ValueError("arrays of different lengths")
-    dense = {name: (z[f"dense.{name}"], z[f"has.{name}"]) for name in spaces}
-    points = []
-    for i, pid in enumerate(ids):
-        vecs = {name: mat[i] for name, (mat, has) in dense.items() if has[i]}
-        sp = None
-        if has_sparse[i]:
-            a, b = indptr[i], indptr[i + 1]
-            sp = SparseVec(indices[a:b].tolist(), values[a:b].tolist())
-        points.append(PointData(pid, vecs, sp, payloads[i]))
-    return points
-
-
-def _write_part(path: Path, points: Sequence[PointData], spaces: dict[str, int]) -> str:
-    """Write one part (through a temporary file and a rename); returns its sha256."""
-    buf = io.BytesIO()
-    # Only the payload text is compressed: zlib gains under 1% on float32 embeddings and BM25 token
-    # hashes, and compressing them cost more time than the rest of an export together.
-    np.savez(buf, **_encode_part(points, spaces))
-    data = buf.getvalue()
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return hashlib.sha256(data).hexdigest()
-
-
-def _read_part(path: Path, sha256: str, spaces: dict[str, int]) -> list[PointData]:
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise MMRAGError(f"{path}: cannot read bundle part: {e}") from e
-    if hashlib.sha256(data).hexdigest() != sha256:
-        raise MMRAGError(f"{path}: checksum mismatch: the part is damaged or was changed; export again")
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as z:  # never unpickle what a file says
-            return _decode_part(z, spaces)
-    except (ValueError, KeyError, OSError, zlib.error) as e:
-        raise MMRAGError(f"{path}: not a readable bundle part: {type(e).__name__}: {e}") from e
-
-
-def _read_bundle(folder: Path) -> dict[str, Any]:
-    path = folder / BUNDLE
-    if not path.is_file():
-        raise MMRAGError(f"{folder}: not an mmrag bundle (no {BUNDLE}); write one with mmrag export --to")
-    try:
-        meta: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise MMRAGError(f"{path}: unreadable bundle description: {e}") from e
-    if meta.get("format") != BUNDLE_FORMAT or meta.get("version") != BUNDLE_VERSION:
-        raise MMRAGError(
-            f"{path}: bundle format {meta.get('format')!r} version {meta.get('version')!r} is not "
-            f"supported (this mmrag reads {BUNDLE_FORMAT!r} version {BUNDLE_VERSION})"
-        )
-    for part in meta.get("parts", []):
-        if not PART.fullmatch(str(part.get("file"))):  # a bundle must not point outside its folder
-            raise MMRAGError(f"{path}: bad part file name {part.get('file')!r}")
-    return meta
-
-
-# -- the two ends of a copy --------------------------------------------------------------------------
-def _row_to_point(row: dict[str, Any]) -> PointData:
-    vectors = row.get("vectors") or {}
-    sparse = vectors.get(BM25)
-    dense = {k: np.asarray(v, dtype=np.float32) for k, v in vectors.items() if k != BM25}
-    return PointData(row["id"], dense, sparse if isinstance(sparse, SparseVec) else None, row["payload"])
-
-
-def _edge_row(r: Any) -> dict[str, Any]:
-    vectors = {
-        name: SparseVec(list(v.indices), list(v.values)) if hasattr(v, "indices") else v
-        for name, v in (r.vector or {}).items()
-    }
-    return {"id": str(r.id), "payload": dict(r.payload or {}), "vectors": vectors}
-
-
-class _StoreEnd:
-    """A store of either backend, read page by page in id order or written to."""
-
-    def __init__(self, store: Store, label: str) -> None:
-        self.store, self.label = store, label
-
-    def count(self) -> int:
-        return self.store.count()
-
-    def pages(self, start: Any, size: int) -> Iterator[tuple[list[PointData], Any]]:
-        offset = start
-        while True:
-            if isinstance(self.store, ClientStore):
-                rows, offset = self.store.scroll_page(offset, size, with_vectors=True)
-            else:
-                import qdrant_edge as qe
-
-                request = qe.ScrollRequest(offset=offset, limit=size, with_payload=True, with_vector=True)
-                records, nxt = _edge(self.store).shard.scroll(request)
-                rows, offset = [_edge_row(r) for r in records], None if nxt is None else str(nxt)
-            yield [_row_to_point(r) for r in rows], offset
-            if offset is None:
-                return
-
-    def write(self, points: list[PointData], ckpt: dict[str, Any]) -> None:
-        self.store.upsert(points)
-
-    def retrieve(self, ids: Sequence[str], ckpt: dict[str, Any]) -> dict[str, PointData]:
-        if isinstance(self.store, ClientStore):
-            rows = self.store.retrieve(ids)
-        else:
-            records = _edge(self.store).shard.retrieve(list(ids), with_payload=True, with_vector=True)
-            rows = [_edge_row(r) for r in records]
-        return {r["id"]: _row_to_point(r) for r in rows}
-
-    def stored(self, ckpt: dict[str, Any]) -> int:
-        return self.store.count()
-
-
-class _BundleEnd:
-    """A bundle folder: read part by part, or written one part per page."""
-
-    def __init__(self, folder: Path, spaces: dict[str, int], meta: dict[str, Any] | None = None) -> None:
-        self.folder, self.spaces, self.meta = folder, spaces, meta or {}
-        self.label = f"bundle {folder}"
-
-    def count(self) -> int:
-        return int(self.meta.get("points", 0))
-
-    def pages(self, start: Any, size: int) -> Iterator[tuple[list[PointData], Any]]:
-        parts = self.meta.get("parts", [])
-        for k in range(int(start or 0), len(parts)):
-            part = parts[k]
-            points = _read_part(self.folder / part["file"], part["sha256"], self.spaces)
-            yield points, (k + 1 if k + 1 < len(parts) else None)
-
-    def write(self, points: list[PointData], ckpt: dict[str, Any]) -> None:
-        name = f"points-{len(ckpt['parts']):05d}.npz"
-        sha = _write_part(self.folder / name, points, self.spaces)
-        ckpt["parts"].append({"file": name, "points": len(points), "sha256": sha})
-
-    def retrieve(self, ids: Sequence[str], ckpt: dict[str, Any]) -> dict[str, PointData]:
-        want, out = set(ids), {}
-        for part in ckpt["parts"]:
-            for p in _read_part(self.folder / part["file"], part["sha256"], self.spaces):
-                if p.id in want:
-                    out[p.id] = p
-        return out
-
-    def stored(self, ckpt: dict[str, Any]) -> int:
-        return sum(int(p["points"]) for p in ckpt["parts"])
-
-
-def _edge(store: Store) -> EdgeStore:
-    if not isinstance(store, EdgeStore):
-        raise MMRAGError(f"cannot copy points out of or into {store!r}")
-    return store
-
-
-# -- the copy ----------------------------------------------------------------------------------------
 def _prepare(dest: Path, source: str, target: dict[str, Any]) -> dict[str, Any]:
     """The checkpoint of the copy of `source` into `dest`: an interrupted one's, or a new one."""
     path = dest / CHECKPOINT
@@ -301,8 +117,8 @@ def _prepare(dest: Path, source: str, target: dict[str, Any]) -> dict[str, Any]:
 
 
 def _copy(
-    src: _StoreEnd | _BundleEnd,
-    dst: _StoreEnd | _BundleEnd,
+    src: StoreEnd | BundleEnd,
+    dst: StoreEnd | BundleEnd,
     dest: Path,
     ckpt: dict[str, Any],
     report: TransferReport,
@@ -424,7 +240,7 @@ def _location(manifest: dict[str, Any]) -> tuple[str | None, str]:
 
 
 @contextmanager
-def _source_index(index: Path, api_key: str | None) -> Iterator[tuple[_StoreEnd, dict[str, Any]]]:
+def _source_index(index: Path, api_key: str | None) -> Iterator[tuple[StoreEnd, dict[str, Any]]]:
     """The points of an index folder (embedded, or on the server its manifest names) and its manifest."""
     manifest = read_manifest(index)
     if manifest is None:
@@ -446,7 +262,7 @@ def _source_index(index: Path, api_key: str | None) -> Iterator[tuple[_StoreEnd,
             store = ClientStore(url, schema, collection, api_key, create=False)
             label = f"index {index} (collection {collection!r} at {url})"
         with store:
-            yield _StoreEnd(store, label), manifest
+            yield StoreEnd(store, label), manifest
     finally:
         if lock is not None:
             lock.release()
@@ -488,7 +304,7 @@ def _dest_manifest(
 
 
 def _into_index(
-    src: _StoreEnd | _BundleEnd,
+    src: StoreEnd | BundleEnd,
     manifest: dict[str, Any],
     files: Path,
     dest: Path,
@@ -519,7 +335,7 @@ def _into_index(
                     )
                 ckpt["target_checked"] = True
                 write_json_atomic(dest / CHECKPOINT, ckpt)
-            _copy(src, _StoreEnd(store, str(dest)), dest, ckpt, report, opts)
+            _copy(src, StoreEnd(store, str(dest)), dest, ckpt, report, opts)
             if url is None:
                 t0 = time.perf_counter()
                 store.optimize()  # the embedded engine builds HNSW only when asked
@@ -566,7 +382,7 @@ def export_bundle(
         spaces = _schema(manifest, index).dense
         ckpt = _prepare(dest, src.label, {"bundle": str(dest)})
         report = TransferReport(src.label, str(dest))
-        _copy(src, _BundleEnd(dest, spaces), dest, ckpt, report, opts)
+        _copy(src, BundleEnd(dest, spaces), dest, ckpt, report, opts)
         _copy_files(index / FILES, dest / FILES)
     write_json_atomic(dest / MANIFEST, manifest)
     meta = {
@@ -611,11 +427,11 @@ def import_bundle(
         on_page: Called with the number of points copied so far after every page.
     """
     bundle, dest = Path(bundle).expanduser().resolve(), Path(dest).expanduser().resolve()
-    meta = _read_bundle(bundle)
+    meta = read_bundle(bundle)
     manifest = read_manifest(bundle)
     if manifest is None:
         raise MMRAGError(f"{bundle}: the bundle has no {MANIFEST}; export it again")
-    src = _BundleEnd(bundle, _schema(manifest, bundle).dense, meta)
+    src = BundleEnd(bundle, _schema(manifest, bundle).dense, meta)
     opts = {"batch_size": batch_size, "progress": progress, "verify": verify, "on_page": on_page}
     target = (url, collection or _location(manifest)[1], api_key, options)
     return _into_index(src, manifest, bundle / FILES, dest, target, opts)
