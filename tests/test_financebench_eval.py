@@ -12,15 +12,12 @@ from mmrag.cli import app
 from mmrag.evals.financebench import (
     aggregate,
     evidence_pages,
-    is_correct,
     load_questions,
-    numbers_match,
     page_metrics,
-    parse_numbers,
     ranked_pages,
-    reference_number,
     resolve_data,
 )
+from mmrag.evals.financebench_answers import is_correct, numbers_match, parse_numbers, reference_number
 from mmrag.types import Hit, MMRAGError
 
 
