@@ -19,6 +19,9 @@ from mmrag.hubness import QueryEncoder, SpaceBanks
 from mmrag.types import MMRAGError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from mmrag.embed import Embedders
     from mmrag.store.base import Store
 
 # Points per block of pass 2: a block costs (bank size x BATCH) float64 per bank (32 MB at 1000).
@@ -305,3 +308,15 @@ def bank_statistics(
                 a.add(str(item["id"]), v)
     # a space emptied between the two passes has nothing to correct
     return {space: a.result() for space, a in acc.items() if a.n or a.buf_ids}
+
+
+def build_index_banks(store: Store, embedders: Embedders, size: int, index_dir: Path) -> None:
+    """The banks of every dense space a text query reaches: `text`, and `image` when it is text-aligned."""
+    from mmrag.hubness import build_banks
+    from mmrag.search import _aligned
+
+    def encode(space: str, texts: list[str]) -> np.ndarray:
+        return np.stack(embedders.text_vectors(texts, space))
+
+    spaces = [s for s in store.schema.dense if s == "text" or (s == "image" and _aligned(embedders))]
+    build_banks(store, spaces, size, index_dir, encode)

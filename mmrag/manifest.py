@@ -219,3 +219,19 @@ def _version() -> str:
         return version("mmrag")
     except PackageNotFoundError:
         return "0+unknown"
+
+
+def check_backend(index_dir: Path, manifest: dict[str, Any], url: str | None) -> None:
+    """Refuse to open an embedded index on a server (or the reverse): it would look empty."""
+    backend = manifest.get("store", {}).get("backend", "edge")
+    if backend == "edge" and url is not None:
+        raise IndexMismatchError(
+            f"{index_dir}: this index keeps its points in the embedded engine, but a Qdrant URL is set "
+            f"({url}); unset MMRAG_QDRANT_URL / --qdrant-url, or copy the index to the server with "
+            f"`mmrag export --index {index_dir} --to {url} --out NEW_INDEX`"
+        )
+    if backend != "edge" and url is None:
+        raise IndexMismatchError(
+            f"{index_dir}: this index keeps its points on a Qdrant server; set MMRAG_QDRANT_URL "
+            "(or --qdrant-url) to open it"
+        )

@@ -11,21 +11,22 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args, get_type_hints
+from typing import TYPE_CHECKING, Any, Literal
 
-from mmrag.config import MMRAGConfig, RerankConfig
+from mmrag.config import MMRAGConfig
 from mmrag.embed import Embedders
 from mmrag.manifest import (
     SCHEMA_VERSION,
     FileTable,
     IndexLock,
     build_manifest,
+    check_backend,
     check_encoders,
     read_manifest,
     write_json_atomic,
 )
 from mmrag.search import Query, make_filter
-from mmrag.types import Hit, IndexMismatchError, IndexReport, MMRAGError
+from mmrag.types import Hit, IndexReport, MMRAGError
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -88,7 +89,7 @@ class Pipeline:
         manifest = read_manifest(p.index_dir)
         if manifest is not None:
             check_encoders(p.index_dir, manifest.get("encoders", {}), p._wanted_encoders())
-            _check_backend(p.index_dir, manifest, config.store.url)
+            check_backend(p.index_dir, manifest, config.store.url)
             p._manifest = manifest
         return p
 
@@ -277,9 +278,7 @@ class Pipeline:
             hubness: Dual-bank hubness correction of dense scores (needs banks built at index time).
             filters_from_query: Read source names and dates in the question as filters.
         """
-        from dataclasses import replace
-
-        from mmrag.retrieval import retrieve
+        from mmrag.retrieval import rerank_config, retrieve
 
         if not query and image is None:
             raise MMRAGError("nothing to search: give a text query or an image")
@@ -287,17 +286,7 @@ class Pipeline:
         flt = make_filter(
             modality, path, pages, time, known_paths=(r.path for r in self.files.all()) if path else ()
         )
-        method: Any = rerank if rerank is not None else self.config.rerank.method
-        methods = get_args(get_type_hints(RerankConfig)["method"])
-        if method not in methods:
-            raise MMRAGError(f"unknown reranker {method!r}: choose from {', '.join(methods)}")
-        rcfg = replace(
-            self.config.rerank,
-            method=method,
-            adaptive_k=self.config.rerank.adaptive_k if adaptive_k is None else adaptive_k,
-        )
-        if rcfg.adaptive_k and rcfg.method == "none":
-            raise MMRAGError("adaptive k reads a reranker's scores: choose a reranker (--rerank llm, ...)")
+        rcfg = rerank_config(self.config.rerank, rerank, adaptive_k)
         scfg = self.config.search
         return retrieve(
             self,
@@ -319,20 +308,9 @@ class Pipeline:
 
     def build_hubness_banks(self) -> None:
         """Draw the query and gallery banks of every dense space the queries can reach (hubness)."""
-        import numpy as np
+        from mmrag.hubness_build import build_index_banks
 
-        from mmrag.hubness import build_banks
-        from mmrag.search import _aligned
-
-        emb = self.embedders
-
-        def encode(space: str, texts: list[str]) -> np.ndarray:
-            enc = emb.text if space == "text" else emb.image
-            assert enc is not None
-            return np.asarray(enc.encode_text(texts))
-
-        spaces = [s for s in self.store.schema.dense if s == "text" or (s == "image" and _aligned(emb))]
-        build_banks(self.store, spaces, self.config.ingest.hubness_bank, self.index_dir, encode)
+        build_index_banks(self.store, self.embedders, self.config.ingest.hubness_bank, self.index_dir)
         self._banks = None
 
     def filter_reader(self) -> FilterReader:
@@ -475,22 +453,6 @@ class Pipeline:
             self._store.flush()
         write_json_atomic(self.index_dir / "manifest.json", manifest)
         self._manifest = manifest
-
-
-def _check_backend(index_dir: Path, manifest: dict[str, Any], url: str | None) -> None:
-    """Refuse to open an embedded index on a server (or the reverse): it would look empty."""
-    backend = manifest.get("store", {}).get("backend", "edge")
-    if backend == "edge" and url is not None:
-        raise IndexMismatchError(
-            f"{index_dir}: this index keeps its points in the embedded engine, but a Qdrant URL is set "
-            f"({url}); unset MMRAG_QDRANT_URL / --qdrant-url, or copy the index to the server with "
-            f"`mmrag export --index {index_dir} --to {url} --out NEW_INDEX`"
-        )
-    if backend != "edge" and url is None:
-        raise IndexMismatchError(
-            f"{index_dir}: this index keeps its points on a Qdrant server; set MMRAG_QDRANT_URL "
-            "(or --qdrant-url) to open it"
-        )
 
 
 def _first_occurrences(hits: list[Hit]) -> list[Hit]:

@@ -57,6 +57,22 @@ class Retrieval:
         }
 
 
+def rerank_config(base: RerankConfig, method: str | None, adaptive_k: bool | None) -> RerankConfig:
+    """`base` with a call's reranker and adaptive-k choices (None keeps the configured one), checked."""
+    from typing import get_args, get_type_hints
+
+    from mmrag.config import RerankConfig
+
+    chosen: Any = method if method is not None else base.method
+    methods = get_args(get_type_hints(RerankConfig)["method"])
+    if chosen not in methods:
+        raise MMRAGError(f"unknown reranker {chosen!r}: choose from {', '.join(methods)}")
+    cfg = replace(base, method=chosen, adaptive_k=base.adaptive_k if adaptive_k is None else adaptive_k)
+    if cfg.adaptive_k and cfg.method == "none":
+        raise MMRAGError("adaptive k reads a reranker's scores: choose a reranker (--rerank llm, ...)")
+    return cfg
+
+
 def fuse(lists: Sequence[Sequence[ScoredPoint]], method: str, limit: int, rrf_k: int) -> list[ScoredPoint]:
     """Fuse ranked lists the way Qdrant does: RRF (sum of 1/(k + rank + 1)) or DBSF.
 
