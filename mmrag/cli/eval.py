@@ -6,7 +6,7 @@ Mount with `app.add_typer(eval_app, name="eval")`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -42,11 +42,7 @@ def eval_easy_vqa(
         quantize=False if no_quant else None,
     )
     metrics = evaluate(cfg, bench_file=bench, show_progress=not json_out)
-    if json_out:
-        print_json(metrics)
-        return
-    typer.echo((Path(metrics["run"]) / "metrics.md").read_text(encoding="utf-8"))
-    typer.echo(f"run folder: {metrics['run']}")
+    _show(metrics, json_out)
 
 
 @eval_app.command("multihop")
@@ -113,11 +109,7 @@ def eval_multihop(
     name = f"multihop_{split}{'_sweep' if sweep else ''}.json"
     bench_file = bench or (Path("bench") / "results" / name if not limit else None)
     metrics = evaluate(cfg, bench_file=bench_file, show_table=not json_out)
-    if json_out:
-        print_json(metrics)
-        return
-    typer.echo((Path(metrics["run"]) / "metrics.md").read_text(encoding="utf-8"))
-    typer.echo(f"run folder: {metrics['run']}")
+    _show(metrics, json_out)
 
 
 @eval_app.command("financebench")
@@ -167,11 +159,7 @@ def eval_financebench(
     subset = limit or doc or questions or pdfs
     bench_file = bench or (Path("bench") / "results" / "financebench.json" if not subset else None)
     metrics = evaluate(cfg, bench_file=bench_file, show_table=not json_out)
-    if json_out:
-        print_json(metrics)
-        return
-    typer.echo((Path(metrics["run"]) / "metrics.md").read_text(encoding="utf-8"))
-    typer.echo(f"run folder: {metrics['run']}")
+    _show(metrics, json_out)
 
 
 @eval_app.command("clip8")
@@ -205,11 +193,7 @@ def eval_clip8(
     )
     bench_file = bench or (Path("bench") / "results" / "clip8.json" if data is None else None)
     metrics = evaluate(cfg, bench_file=bench_file, show_table=not json_out)
-    if json_out:
-        print_json(metrics)
-        return
-    typer.echo((Path(metrics["run"]) / "metrics.md").read_text(encoding="utf-8"))
-    typer.echo(f"run folder: {metrics['run']}")
+    _show(metrics, json_out)
 
 
 @eval_app.command("long-video")
@@ -266,6 +250,11 @@ def eval_long_video(
     )
     name = "long_video_tvqa.json" if tvqa else "long_video.json"
     metrics = evaluate(cfg, bench_file=bench or Path("bench") / "results" / name, show_progress=not json_out)
+    _show(metrics, json_out)
+
+
+def _show(metrics: dict[str, Any], json_out: bool) -> None:
+    """A run's metrics: the JSON, or its `metrics.md` and where the run folder is."""
     if json_out:
         print_json(metrics)
         return
