@@ -144,7 +144,7 @@ class Pipeline:
                 url=self.config.store.url,
                 collection=self.config.store.collection,
                 api_key=self.config.store.api_key,
-                options=ServerOptions.from_config(st) if st.url else None,
+                options=ServerOptions.from_config(st),
             )
         return self._store
 

@@ -10,7 +10,16 @@ import numpy as np
 import pytest
 
 from mmrag.encoders.bm25 import Bm25Encoder
-from mmrag.store import PointData, Prefetch, SearchFilter, Store, StoreSchema, open_store, point_id
+from mmrag.store import (
+    PointData,
+    Prefetch,
+    SearchFilter,
+    SearchOptions,
+    Store,
+    StoreSchema,
+    open_store,
+    point_id,
+)
 from mmrag.store.client import ClientStore
 from mmrag.store.edge import EdgeStore
 from mmrag.types import IndexLockedError, IndexMismatchError, MMRAGError
@@ -284,6 +293,48 @@ def test_edge_optimize_builds_hnsw(tmp_path: Path):
             truth = {pids[i] for i in np.argsort(-(x @ q))[:10]}
             recall.append(len(set(got) & truth) / 10)
         assert np.mean(recall) >= 0.9
+
+
+def _quantized_files(folder: Path) -> list[Path]:
+    return [f for f in folder.rglob("quantized.data") if f.is_file()]
+
+
+def test_edge_int8_quantization_and_hnsw_ef(tmp_path: Path):
+    """int8 copies are built by optimize() (new shard, or an old one reopened with int8) and
+    searched with rescoring: top-10 still agrees with brute force."""
+    rng = np.random.default_rng(6)
+    centers = rng.normal(size=(20, 512)).astype(np.float32)
+    x = centers[rng.integers(0, 20, size=6020)] + 0.6 * rng.normal(size=(6020, 512)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x, queries = x[:6000], x[6000:]
+    pids = [point_id("q", str(i)) for i in range(len(x))]
+    schema = StoreSchema(dense={"image": 512})
+    with EdgeStore(tmp_path / "plain", schema) as s:
+        s.upsert([PointData(id=pid, dense={"image": v}) for pid, v in zip(pids, x, strict=True)])
+        s.optimize()
+    assert not _quantized_files(tmp_path / "plain")
+    opts = SearchOptions(quantization="int8", hnsw_ef=64, oversampling=3.0)
+    with EdgeStore(tmp_path / "plain", schema, opts) as s:
+        s.optimize()
+        assert _quantized_files(tmp_path / "plain")
+        recall = []
+        for q in queries:
+            got = ids(s.query([Prefetch("image", dense=q)], limit=10))
+            truth = {pids[i] for i in np.argsort(-(x @ q))[:10]}
+            recall.append(len(set(got) & truth) / 10)
+        assert np.mean(recall) >= 0.9
+        # fused queries carry the same search params in their dense prefetches
+        hits = s.query([Prefetch("image", dense=x[3]), Prefetch("image", dense=x[4])], limit=2)
+        assert {h.id for h in hits} == {pids[3], pids[4]}
+
+
+def test_search_options_are_checked():
+    with pytest.raises(MMRAGError, match="hnsw_ef"):
+        SearchOptions(hnsw_ef=0)
+    with pytest.raises(MMRAGError, match="oversampling"):
+        SearchOptions(oversampling=0.5)
+    with pytest.raises(MMRAGError, match="quantization"):
+        SearchOptions(quantization="int4")  # type: ignore[arg-type]
 
 
 def test_client_schema_mismatch(tmp_path: Path):

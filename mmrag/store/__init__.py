@@ -12,6 +12,7 @@ from mmrag.store.base import (
     Prefetch,
     ScoredPoint,
     SearchFilter,
+    SearchOptions,
     SparseVec,
     Store,
     StoreSchema,
@@ -28,6 +29,7 @@ __all__ = [
     "Prefetch",
     "ScoredPoint",
     "SearchFilter",
+    "SearchOptions",
     "SparseVec",
     "Store",
     "StoreSchema",
@@ -42,7 +44,7 @@ def open_store(
     url: str | None = None,
     collection: str = "mmrag",
     api_key: str | None = None,
-    options: ServerOptions | None = None,
+    options: SearchOptions | ServerOptions | None = None,
 ) -> Store:
     """The store of an index: embedded in `index_dir/store` by default, else on the Qdrant at `url`.
 
@@ -53,7 +55,8 @@ def open_store(
             None keeps the points in an embedded qdrant-edge shard inside `index_dir`.
         collection: Collection name on the server.
         api_key: Qdrant API key for the server.
-        options: Server-only settings (shards, replicas, int8 quantization, timeouts).
+        options: Search options (HNSW beam, int8 quantization) for both backends; a
+            `ServerOptions` adds the server-only settings (shards, replicas, timeouts).
 
     Returns:
         An open `Store`; close it (or use it as a context manager) to flush it.
@@ -61,7 +64,9 @@ def open_store(
     if url is None:
         from mmrag.store.edge import EdgeStore
 
-        return EdgeStore(Path(index_dir) / "store", schema)
-    from mmrag.store.client import ClientStore
+        return EdgeStore(Path(index_dir) / "store", schema, options)
+    from mmrag.store.client import ClientStore, ServerOptions
 
+    if options is not None and not isinstance(options, ServerOptions):
+        options = ServerOptions(**{k: getattr(options, k) for k in SearchOptions.__dataclass_fields__})
     return ClientStore(url, schema, collection=collection, api_key=api_key, options=options)

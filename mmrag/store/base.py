@@ -10,7 +10,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import numpy as np
 
@@ -98,6 +98,46 @@ class StoreSchema:
     hnsw_m: int = 16
     hnsw_ef_construct: int = 100
     on_disk: bool = False
+
+
+# int8 scalar quantization clips the extreme 1% of values per dimension: the usual choice, and
+# what keeps a few outliers from stretching the 256 levels over an empty range.
+INT8_QUANTILE = 0.99
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How dense search trades speed, memory and recall; both backends apply these.
+
+    `quantization` takes effect when a collection is created and, for the embedded store, also
+    when an existing shard is opened (its next `optimize()` builds the int8 copies).
+    """
+
+    quantization: Literal["none", "int8"] = "none"
+    """`int8`: scalar-quantize dense vectors (4x less RAM for search) and rescore with the originals."""
+    quantization_always_ram: bool = True
+    """Keep the int8 copies in RAM even when the original vectors are on disk."""
+    oversampling: float = 2.0
+    """With int8: candidates fetched per wanted hit before rescoring with the original vectors."""
+    hnsw_ef: int | None = None
+    """HNSW search beam width (None: the engine's default, which follows the limit)."""
+
+    def __post_init__(self) -> None:
+        from mmrag.types import MMRAGError
+
+        if self.hnsw_ef is not None and self.hnsw_ef < 1:
+            raise MMRAGError(f"store.hnsw_ef must be at least 1, got {self.hnsw_ef}")
+        if self.quantization not in ("none", "int8"):
+            raise MMRAGError(f"store.quantization must be 'none' or 'int8', got {self.quantization!r}")
+        if self.oversampling < 1:
+            raise MMRAGError(f"store.oversampling must be at least 1, got {self.oversampling}")
+
+    @classmethod
+    def from_config(cls, store: Any) -> Self:
+        """The options of a `StoreConfig` (fields it lacks keep their defaults here)."""
+        defaults = cls()
+        names = cls.__dataclass_fields__
+        return cls(**{name: getattr(store, name, getattr(defaults, name)) for name in names})
 
 
 class Store(ABC):

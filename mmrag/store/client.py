@@ -28,10 +28,12 @@ from mmrag.store._common import (
 from mmrag.store.base import (
     BM25,
     INDEXED_FIELDS,
+    INT8_QUANTILE,
     PointData,
     Prefetch,
     ScoredPoint,
     SearchFilter,
+    SearchOptions,
     SparseVec,
     Store,
     StoreSchema,
@@ -42,14 +44,12 @@ if TYPE_CHECKING:
     from qdrant_client import QdrantClient, models
 
 LOCAL_PREFIX = "local:"
-# int8 scalar quantization clips the extreme 1% of values per dimension: the usual choice, and
-# what keeps a few outliers from stretching the 256 levels over an empty range.
-INT8_QUANTILE = 0.99
 
 
 @dataclass(frozen=True)
-class ServerOptions:
-    """Settings that only a Qdrant server applies (collection layout, search knobs, timeouts).
+class ServerOptions(SearchOptions):
+    """Settings that only a Qdrant server applies (collection layout, timeouts), plus the search
+    options both backends share.
 
     The layout fields take effect when the collection is created; an existing collection keeps
     its own. None leaves a setting to the server's default.
@@ -64,26 +64,15 @@ class ServerOptions:
     """Replicas that must acknowledge a write before it succeeds (at most `replication_factor`)."""
     on_disk_payload: bool | None = None
     """Keep payloads on disk (memory-mapped) rather than in RAM."""
-    quantization: Literal["none", "int8"] = "none"
-    """`int8`: scalar-quantize dense vectors (4x less RAM for search) and rescore with the originals."""
-    quantization_always_ram: bool = True
-    """Keep the int8 copies in RAM even when the original vectors are on disk."""
-    oversampling: float = 2.0
-    """With int8: candidates fetched per wanted hit before rescoring with the original vectors."""
-    hnsw_ef: int | None = None
-    """HNSW search beam width (None: the server's default, which follows the limit)."""
     timeout: int = 30
     """Seconds to wait for one request before giving up with an error naming the server."""
 
     def __post_init__(self) -> None:
-        for name in ("shard_number", "replication_factor", "write_consistency_factor", "hnsw_ef"):
+        super().__post_init__()
+        for name in ("shard_number", "replication_factor", "write_consistency_factor"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise MMRAGError(f"store.{name} must be at least 1, got {value}")
-        if self.quantization not in ("none", "int8"):
-            raise MMRAGError(f"store.quantization must be 'none' or 'int8', got {self.quantization!r}")
-        if self.oversampling < 1:
-            raise MMRAGError(f"store.oversampling must be at least 1, got {self.oversampling}")
         if self.timeout < 1:
             raise MMRAGError(f"store.timeout must be at least 1 second, got {self.timeout}")
         wcf, rf = self.write_consistency_factor, self.replication_factor
@@ -91,13 +80,6 @@ class ServerOptions:
             raise MMRAGError(
                 f"store.write_consistency_factor ({wcf}) cannot exceed store.replication_factor ({rf or 1})"
             )
-
-    @classmethod
-    def from_config(cls, store: Any) -> ServerOptions:
-        """The options of a `StoreConfig` (fields it lacks keep their defaults here)."""
-        defaults = cls()
-        names = cls.__dataclass_fields__
-        return cls(**{name: getattr(store, name, getattr(defaults, name)) for name in names})
 
 
 def collection_config(schema: StoreSchema, options: ServerOptions) -> dict[str, Any]:

@@ -15,6 +15,9 @@ What qdrant-edge-py 0.9 does, as measured (see `bench/store.py` and `tests/test_
 - Locking: a second open of the same folder (same or another process) fails on the WAL lock; we
   turn that into `IndexLockedError`.
 - Filters work on payload fields with or without a payload index; indexes only make them fast.
+- Search options (`SearchOptions`): `hnsw_ef` and int8 scalar quantization with rescoring apply
+  to every dense search; the int8 copies are built by `optimize()` (also for a shard created
+  without them and reopened with them).
 """
 
 from __future__ import annotations
@@ -36,10 +39,12 @@ from mmrag.store._common import (
 from mmrag.store.base import (
     BM25,
     INDEXED_FIELDS,
+    INT8_QUANTILE,
     PointData,
     Prefetch,
     ScoredPoint,
     SearchFilter,
+    SearchOptions,
     SparseVec,
     Store,
     StoreSchema,
@@ -61,8 +66,15 @@ def _import_edge() -> Any:
     return qdrant_edge
 
 
-def _edge_config(qe: Any, schema: StoreSchema) -> qdrant_edge.EdgeConfig:
+def _edge_config(qe: Any, schema: StoreSchema, options: SearchOptions) -> qdrant_edge.EdgeConfig:
     memory = qe.Memory.Cold if schema.on_disk else None
+    quantization = None
+    if options.quantization == "int8":
+        quantization = qe.ScalarQuantizationConfig(
+            type=qe.ScalarType.Int8,
+            quantile=INT8_QUANTILE,
+            memory=qe.Memory.Cached if options.quantization_always_ram else qe.Memory.Cold,
+        )
     vectors = {
         name: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine, memory=memory)
         for name, dim in schema.dense.items()
@@ -74,7 +86,19 @@ def _edge_config(qe: Any, schema: StoreSchema) -> qdrant_edge.EdgeConfig:
         hnsw_config=qe.HnswIndexConfig(
             m=schema.hnsw_m, ef_construct=schema.hnsw_ef_construct, full_scan_threshold=FULL_SCAN_THRESHOLD_KB
         ),
+        quantization_config=quantization,
     )
+
+
+def _search_params(qe: Any, options: SearchOptions) -> qdrant_edge.SearchParams | None:
+    """HNSW beam and int8 rescoring for dense searches (None: the engine's defaults)."""
+    if options.quantization == "none" and options.hnsw_ef is None:
+        return None
+    quant = None
+    if options.quantization == "int8":
+        # Rank by the int8 copies, then rescore `oversampling` x limit candidates with the originals.
+        quant = qe.QuantizationSearchParams(rescore=True, oversampling=options.oversampling)
+    return qe.SearchParams(hnsw_ef=options.hnsw_ef, quantization=quant)
 
 
 def _edge_filter(qe: Any, flt: SearchFilter | None) -> qdrant_edge.Filter | None:
@@ -100,6 +124,7 @@ class EdgeStore(Store):
     Args:
         path: Shard folder (the index folder's `store/`).
         schema: Dense spaces and HNSW settings; must match the shard's when it exists.
+        options: HNSW beam width and int8 quantization with rescoring (defaults when None).
 
     Raises:
         IndexMismatchError: The shard was built with other vector spaces or dims.
@@ -111,11 +136,13 @@ class EdgeStore(Store):
         ...     hits = store.query([Prefetch("image", dense=vec)], limit=5)
     """
 
-    def __init__(self, path: str | Path, schema: StoreSchema) -> None:
+    def __init__(self, path: str | Path, schema: StoreSchema, options: SearchOptions | None = None) -> None:
         self._qe = qe = _import_edge()
         self.path = Path(path)
         self.schema = schema
-        config = _edge_config(qe, schema)
+        self.options = options or SearchOptions()
+        self._params = _search_params(qe, self.options)
+        config = _edge_config(qe, schema, self.options)
         exists = (self.path / "edge_config.json").is_file() or (self.path / "segments").is_dir()
         try:
             if exists:
@@ -199,15 +226,25 @@ class EdgeStore(Store):
             raise MMRAGError("query needs at least one prefetch")
         edge_flt = _edge_filter(qe, flt)
         if len(prefetches) == 1:
+            p = prefetches[0]
+            params = None if p.sparse is not None else self._params
             request = qe.QueryRequest(
-                limit=limit, query=self._nearest(prefetches[0]), filter=edge_flt, with_payload=True
+                limit=limit, query=self._nearest(p), filter=edge_flt, with_payload=True, params=params
             )
         else:
             if fusion not in ("rrf", "dbsf"):
                 raise MMRAGError(f"unknown fusion {fusion!r} (use 'rrf' or 'dbsf')")
             # The filter goes into every prefetch: each candidate list is drawn from matching points
             # only, so a narrow filter cannot leave the fused list empty.
-            stages = [qe.Prefetch(limit=p.limit, query=self._nearest(p), filter=edge_flt) for p in prefetches]
+            stages = [
+                qe.Prefetch(
+                    limit=p.limit,
+                    query=self._nearest(p),
+                    filter=edge_flt,
+                    params=None if p.sparse is not None else self._params,
+                )
+                for p in prefetches
+            ]
             fuse = qe.Fusion.Rrf(k=rrf_k) if fusion == "rrf" else qe.Fusion.Dbsf()
             request = qe.QueryRequest(limit=limit, prefetches=stages, query=fuse, with_payload=True)
         hits = self.shard.query(request)
