@@ -136,6 +136,10 @@ class IngestConfig:
     commit_seconds: float = 2.0
     """Flush the store and record finished files at most this often (and at the end of a run);
     after a crash, a rerun redoes at most this much work. 0 commits after every file."""
+    workers: int | None = None
+    """Threads that hash, read, decode and preprocess the next files while the encoders run on
+    batches that span files (`encoders.batch_size` images a pass). None: one per CPU core up to 4
+    (8 when the encoders run on a GPU); 0: no workers, one file at a time, batches within a file."""
     hubness_bank: int = 0
     """Size of the query and gallery banks that hubness correction (`search.hubness`) draws at the
     end of indexing, per dense space; 0 skips them."""

@@ -8,11 +8,20 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mmrag.encoders.base import cpu_has_native_bf16, l2_normalize, resolve_device
+from mmrag.encoders.base import (
+    PixelEncoder,
+    Pixels,
+    concat_pixels,
+    cpu_has_native_bf16,
+    l2_normalize,
+    pixel_rows,
+    resolve_device,
+)
 from mmrag.store.base import BM25, PointData, SparseVec, StoreSchema, point_id
 from mmrag.types import Chunk, MMRAGError
 
@@ -155,44 +164,113 @@ def _encode_texts(emb: Embedders, texts: list[str], batch_size: int) -> list[np.
     return [cache[t] for t in texts]
 
 
-def embed_chunks(
-    chunks: Sequence[Chunk], file_hash: str, emb: Embedders, batch_size: int = 32
-) -> list[PointData]:
-    """Embed a group of chunks (all from one file) into points with deterministic ids."""
-    tags: list[list[str] | None] = [None] * len(chunks)
-    image_vecs: list[np.ndarray | None] = [None] * len(chunks)
-    with_images = [i for i, c in enumerate(chunks) if c.images]
-    if with_images and emb.image is not None:
-        frames = [im for i in with_images for im in chunks[i].images]
-        feats = emb.image.encode_images(frames, batch_size=batch_size)
-        pos = 0
-        for i in with_images:
-            n = len(chunks[i].images)
-            # A clip's vector is the mean of its frame vectors, renormalised.
-            image_vecs[i] = l2_normalize(feats.vectors[pos : pos + n].mean(axis=0, keepdims=True))[0]
-            if feats.tags is not None:
-                seen: dict[str, None] = {}
-                for frame_tags in feats.tags[pos : pos + n]:
-                    seen.update(dict.fromkeys(frame_tags))
-                tags[i] = list(seen)[: max(3, n)]
-            pos += n
+@dataclass
+class ChunkVectors:
+    """What the encoders made of a list of chunks, one entry per chunk (None where it has none)."""
+
+    image: list[np.ndarray | None]
+    tags: list[list[str] | None]
+    text: list[np.ndarray | None]
+    sparse: list[SparseVec | None]
+
+    def slice(self, start: int, stop: int) -> ChunkVectors:
+        """The entries of chunks `start:stop`."""
+        return ChunkVectors(
+            self.image[start:stop], self.tags[start:stop], self.text[start:stop], self.sparse[start:stop]
+        )
+
+
+def _image_vectors(
+    chunks: Sequence[Chunk],
+    emb: Embedders,
+    batch_size: int,
+    pixels: Sequence[Pixels | None] | None,
+) -> tuple[list[np.ndarray | None], list[list[str] | None]]:
+    """One image pass over every frame of the chunks: a vector per chunk with images, and its tags.
+
+    `pixels[i]` is chunk i's frames already preprocessed (`PixelEncoder.preprocess`); chunks without
+    it are preprocessed here from their images.
+    """
+    n = len(chunks)
+    image_vecs: list[np.ndarray | None] = [None] * n
+    tags: list[list[str] | None] = [None] * n
+    given: list[Pixels | None] = list(pixels) if pixels is not None else [None] * n
+    counts = [pixel_rows(p) if p is not None else len(c.images) for p, c in zip(given, chunks, strict=True)]
+    with_images = [i for i in range(n) if counts[i]]
+    enc = emb.image if with_images else None
+    if enc is None:
+        return image_vecs, tags
+    if isinstance(enc, PixelEncoder):
+        parts = [given[i] or enc.preprocess(chunks[i].images) for i in with_images]
+        feats = enc.encode_pixels(concat_pixels(parts), batch_size=batch_size)
+    else:
+        feats = enc.encode_images([im for i in with_images for im in chunks[i].images], batch_size=batch_size)
+    pos = 0
+    for i in with_images:
+        k = counts[i]
+        # A clip's vector is the mean of its frame vectors, renormalised.
+        image_vecs[i] = l2_normalize(feats.vectors[pos : pos + k].mean(axis=0, keepdims=True))[0]
+        if feats.tags is not None:
+            seen: dict[str, None] = {}
+            for frame_tags in feats.tags[pos : pos + k]:
+                seen.update(dict.fromkeys(frame_tags))
+            tags[i] = list(seen)[: max(3, k)]
+        pos += k
+    return image_vecs, tags
+
+
+def encode_chunks(
+    chunks: Sequence[Chunk],
+    emb: Embedders,
+    batch_size: int = 32,
+    pixels: Sequence[Pixels | None] | None = None,
+) -> ChunkVectors:
+    """Run the encoders over chunks of any number of files: one image pass, one text pass, BM25.
+
+    Args:
+        chunks: The chunks, in any order.
+        emb: The encoders.
+        batch_size: Images or texts per forward pass.
+        pixels: Per chunk, its frames already preprocessed by the image encoder (so a worker
+            thread can do that part), or None to preprocess `chunk.images` here.
+    """
+    image_vecs, tags = _image_vectors(chunks, emb, batch_size, pixels)
     texts = [chunk_text(c, t) for c, t in zip(chunks, tags, strict=True)]
     with_text = [i for i, t in enumerate(texts) if t]
-    text_vecs: dict[int, np.ndarray] = {}
-    sparse: dict[int, SparseVec] = {}
+    text_vecs: list[np.ndarray | None] = [None] * len(chunks)
+    sparse: list[SparseVec | None] = [None] * len(chunks)
     if with_text:
         if emb.text is not None:
             dense_in = [str(chunks[i].meta.get("embed_text") or texts[i]) for i in with_text]
-            text_vecs = dict(zip(with_text, _encode_texts(emb, dense_in, batch_size), strict=True))
-        sparse = dict(zip(with_text, emb.bm25.embed_documents([texts[i] for i in with_text]), strict=True))
+            for i, v in zip(with_text, _encode_texts(emb, dense_in, batch_size), strict=True):
+                text_vecs[i] = v
+        for i, sp in zip(with_text, emb.bm25.embed_documents([texts[i] for i in with_text]), strict=True):
+            sparse[i] = sp
+    return ChunkVectors(image_vecs, tags, text_vecs, sparse)
+
+
+def embed_chunks(
+    chunks: Sequence[Chunk],
+    file_hash: str,
+    emb: Embedders,
+    batch_size: int = 32,
+    vectors: ChunkVectors | None = None,
+) -> list[PointData]:
+    """Embed a group of chunks (all from one file) into points with deterministic ids.
+
+    `vectors` are the chunks' vectors when they were already computed (`encode_chunks` over a batch
+    that spans several files); without them the encoders run here.
+    """
+    v = vectors if vectors is not None else encode_chunks(chunks, emb, batch_size)
     points = []
     for i, c in enumerate(chunks):
         dense: dict[str, np.ndarray] = {}
-        if image_vecs[i] is not None:
-            dense["image"] = image_vecs[i]  # type: ignore[assignment]
-        if i in text_vecs:
-            dense["text"] = text_vecs[i]
-        payload = {k: v for k, v in c.meta.items() if k not in _RESERVED}
+        image_vec, text_vec, sp = v.image[i], v.text[i], v.sparse[i]
+        if image_vec is not None:
+            dense["image"] = image_vec
+        if text_vec is not None:
+            dense["text"] = text_vec
+        payload = {k: val for k, val in c.meta.items() if k not in _RESERVED}
         payload.update(
             modality=c.modality,
             path=c.path,
@@ -202,13 +280,12 @@ def embed_chunks(
             t_start=c.t_start,
             t_end=c.t_end,
             text=(c.text or "")[:PAYLOAD_TEXT_CHARS] or None,
-            tags=tags[i],
+            tags=v.tags[i],
         )
-        sp = sparse.get(i)
         points.append(
             PointData(point_id(file_hash, c.locator), dense, sp if sp and sp.indices else None, payload)
         )
     return points
 
 
-__all__ = ["BM25", "Embedders", "chunk_text", "embed_chunks"]
+__all__ = ["BM25", "ChunkVectors", "Embedders", "chunk_text", "embed_chunks", "encode_chunks"]

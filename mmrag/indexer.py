@@ -6,6 +6,10 @@ rerun overwrites rather than duplicates), flush the store, then record the file.
 before the record leaves the file unrecorded and the rerun does it again; a crash after it loses
 nothing. When a changed file is re-indexed, the points of its old version are deleted only once the
 new version is written, so a file that now fails keeps its old points.
+
+With `ingest.workers` > 0 (the default) `run` goes through `mmrag.index_overlap`: worker threads
+hash, decode and preprocess the next files while the encoders run on batches that span files,
+with the same guarantees. `ingest.workers = 0` is the serial path below, one file at a time.
 """
 
 from __future__ import annotations
@@ -16,13 +20,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmrag.embed import Embedders, embed_chunks
+from mmrag.encoders.base import resolve_device
+from mmrag.index_workers import resolve_workers
 from mmrag.store.base import SearchFilter, Store
 from mmrag.types import Chunk, FileError, IndexReport, IngestError, MMRAGError, NothingToIndex
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from mmrag.config import MMRAGConfig
+    from mmrag.config import IngestConfig, MMRAGConfig
     from mmrag.manifest import FileTable
 
 # Chunks embedded together: bounds memory (a clip holds a few frames, a page one image).
@@ -66,36 +72,54 @@ class Indexer:
         if strict and errors:
             raise MMRAGError(f"{errors[0].path}: {errors[0].reason}")
         report = IndexReport(files_seen=len(found) + len(errors), errors=list(errors))
+        workers = resolve_workers(self.cfg.ingest.workers, resolve_device(self.cfg.encoders.device))
         with _progress(progress, len(found)) as advance:
             try:
-                for path in found:
-                    advance(path, 0)
-                    self._tick = lambda points, path=path: advance(path, 0, points)  # type: ignore[misc]
-                    try:
-                        written = self.index_file(path)
-                    except NothingToIndex as e:
-                        report.ignored.append(FileError(str(path), str(e)))
-                        advance(path, 1)
-                        continue
-                    except (IngestError, OSError, ValueError, RuntimeError, MemoryError) as e:
-                        if strict:
-                            raise MMRAGError(f"{path}: {_reason(e)}") from e
-                        report.errors.append(FileError(str(path), _reason(e)))
-                        advance(path, 1)
-                        continue
-                    if written is None:
-                        report.files_skipped += 1
-                    else:
-                        report.files_indexed += 1
-                        report.points_written += written
-                    if on_file is not None:
-                        on_file(path, written or 0)
-                    advance(path, 1)
+                if workers:
+                    from mmrag.index_overlap import OverlappedRun
+
+                    # `embed_chunks` is read here, at call time, so a wrapper set on this module applies
+                    OverlappedRun(self, embed_chunks, report, advance, strict, on_file, workers).run(found)
+                else:
+                    self._run_serial(found, report, advance, strict, on_file)
             finally:
                 # Files finished before an error or interrupt are recorded: a rerun skips them.
                 self._commit(force=True)
         report.seconds = time.perf_counter() - t0
         return report
+
+    def _run_serial(
+        self,
+        found: Sequence[Path],
+        report: IndexReport,
+        advance: Callable[..., None],
+        strict: bool,
+        on_file: Callable[[Path, int], None] | None,
+    ) -> None:
+        """One file after the other (`ingest.workers = 0`)."""
+        for path in found:
+            advance(path, 0)
+            self._tick = lambda points, path=path: advance(path, 0, points)  # type: ignore[misc]
+            try:
+                written = self.index_file(path)
+            except NothingToIndex as e:
+                report.ignored.append(FileError(str(path), str(e)))
+                advance(path, 1)
+                continue
+            except (IngestError, OSError, ValueError, RuntimeError, MemoryError) as e:
+                if strict:
+                    raise MMRAGError(f"{path}: {_reason(e)}") from e
+                report.errors.append(FileError(str(path), _reason(e)))
+                advance(path, 1)
+                continue
+            if written is None:
+                report.files_skipped += 1
+            else:
+                report.files_indexed += 1
+                report.points_written += written
+            if on_file is not None:
+                on_file(path, written or 0)
+            advance(path, 1)
 
     def index_file(self, path: Path) -> int | None:
         """Index one file; returns the points written, or None when it was already up to date."""
@@ -148,14 +172,7 @@ class Indexer:
         self._last_commit = time.monotonic()
 
     def _chunks(self, path: Path) -> Iterator[Chunk]:
-        from mmrag.ingest import iter_chunks
-
-        chunks = iter_chunks(path, self.cfg.ingest, ocr=self.ocr)
-        if self.cfg.ingest.caption and self.caption_fn is not None:
-            from mmrag.ingest.captions import caption_chunks
-
-            chunks = caption_chunks(chunks, self.caption_fn, self.cfg.ingest.caption_batch)
-        yield from chunks
+        return read_chunks(path, self.cfg.ingest, self.ocr, self.caption_fn)
 
     def _delete_stale(self, path: str, keep_hash: str) -> None:
         """Delete points of `path` written from another version of its content."""
@@ -166,6 +183,23 @@ class Indexer:
         ]
         if stale:
             self.store.delete_ids(stale)
+
+
+def read_chunks(
+    path: Path,
+    cfg: IngestConfig,
+    ocr: Callable[[Image.Image], str] | None,
+    caption_fn: Callable[[list[Image.Image]], list[str]] | None,
+) -> Iterator[Chunk]:
+    """A file's chunks (`iter_chunks`), captioned when `cfg.caption` and a captioner is given."""
+    from mmrag.ingest import iter_chunks
+
+    chunks = iter_chunks(path, cfg, ocr=ocr)
+    if cfg.caption and caption_fn is not None:
+        from mmrag.ingest.captions import caption_chunks
+
+        chunks = caption_chunks(chunks, caption_fn, cfg.caption_batch)
+    yield from chunks
 
 
 def _version(path: Path) -> tuple[int, int]:

@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mmrag.encoders.base import ImageFeatures, l2_normalize, resolve_device, resolve_dtype
+from mmrag.encoders.base import (
+    ImageFeatures,
+    Pixels,
+    l2_normalize,
+    pixel_rows,
+    resolve_device,
+    resolve_dtype,
+    slice_pixels,
+)
 from mmrag.registry import ModelDescription, get_model
 from mmrag.types import MMRAGError
 
@@ -156,18 +164,42 @@ class DualEncoder:
             out[k] = v.to(self.model.dtype) if v.is_floating_point() else v
         return out
 
-    def encode_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> ImageFeatures:
-        """One L2-normalised vector per image (no tags: a dual encoder has no classifier head)."""
+    def preprocess(self, images: Sequence[Image.Image]) -> Pixels:
+        """The image processor's tensors for `images` (CPU, floats in the model's dtype).
+
+        Safe to call from worker threads while another thread runs `encode_pixels`.
+        """
+        import torch
+
+        rgb = [im.convert("RGB") for im in images]
+        batch = self.image_processor(images=rgb, return_tensors="pt")
+        out: Pixels = {}
+        for k, v in batch.items():
+            if k not in self._image_keys or not isinstance(v, torch.Tensor):
+                continue
+            out[k] = v.to(self.model.dtype) if v.is_floating_point() else v
+        return out
+
+    def encode_pixels(self, pixels: Pixels, batch_size: int = 32) -> ImageFeatures:
+        """One L2-normalised vector per row of a `preprocess` output, `batch_size` rows a pass."""
         import torch
 
         vecs: list[np.ndarray] = []
-        for i in range(0, len(images), batch_size):
-            rgb = [im.convert("RGB") for im in images[i : i + batch_size]]
-            batch = self.image_processor(images=rgb, return_tensors="pt")
+        for i in range(0, pixel_rows(pixels), batch_size):
+            part = slice_pixels(pixels, i, i + batch_size)
+            inputs = {k: v.to(self.device) for k, v in part.items()}
             with torch.inference_mode():
-                out = self.model.get_image_features(**self._inputs(batch, self._image_keys))
+                out = self.model.get_image_features(**inputs)
             vecs.append(_embeddings(out, "image").float().cpu().numpy())
         return ImageFeatures(vectors=self._stack(vecs))
+
+    def encode_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> ImageFeatures:
+        """One L2-normalised vector per image (no tags: a dual encoder has no classifier head)."""
+        vecs: list[np.ndarray] = []
+        for i in range(0, len(images), batch_size):
+            pixels = self.preprocess(images[i : i + batch_size])
+            vecs.append(self.encode_pixels(pixels, batch_size).vectors)
+        return ImageFeatures(vectors=np.concatenate(vecs) if vecs else np.zeros((0, self.dim), np.float32))
 
     def encode_text(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """Texts in the image space, L2-normalised, truncated to the text tower's length."""

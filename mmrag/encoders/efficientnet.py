@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mmrag.encoders.base import ImageFeatures, l2_normalize, resolve_device
+from mmrag.encoders.base import ImageFeatures, Pixels, l2_normalize, pixel_rows, resolve_device
 from mmrag.registry import ModelDescription, get_model
 from mmrag.types import MMRAGError
 
@@ -100,14 +100,19 @@ class EfficientNetEncoder:
         out: torch.Tensor = self.model.extract_features(x)
         return out
 
-    def encode_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> ImageFeatures:
+    def preprocess(self, images: Sequence[Image.Image]) -> Pixels:
+        """`{"pixel_values": ...}` for `images` (CPU); safe to call from worker threads."""
+        return {"pixel_values": preprocess(images)}
+
+    def encode_pixels(self, pixels: Pixels, batch_size: int = 32) -> ImageFeatures:
+        """Pooled features and top labels for each row of a `preprocess` output."""
         import torch
 
         labels = imagenet_labels() if self.n_tags else []
         vecs: list[np.ndarray] = []
         tags: list[list[str]] = []
-        for i in range(0, len(images), batch_size):
-            x = preprocess(images[i : i + batch_size])
+        for i in range(0, pixel_rows(pixels), batch_size):
+            x = pixels["pixel_values"][i : i + batch_size]
             with torch.inference_mode():
                 fmap = self.feature_map(x)
                 pooled = fmap.mean(dim=(2, 3))
@@ -118,6 +123,17 @@ class EfficientNetEncoder:
                 tags.extend([labels[j] for j in row] for row in top)
         vectors = l2_normalize(np.concatenate(vecs)) if vecs else np.zeros((0, self.dim), np.float32)
         return ImageFeatures(vectors=vectors, tags=tags if self.n_tags else None)
+
+    def encode_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> ImageFeatures:
+        """Pooled features and top labels of each image, `batch_size` images a pass."""
+        parts = [
+            self.encode_pixels(self.preprocess(images[i : i + batch_size]), batch_size)
+            for i in range(0, len(images), batch_size)
+        ]
+        if not parts:
+            return ImageFeatures(np.zeros((0, self.dim), np.float32), [] if self.n_tags else None)
+        tags = [t for p in parts for t in (p.tags or [])]
+        return ImageFeatures(np.concatenate([p.vectors for p in parts]), tags if self.n_tags else None)
 
     def encode_text(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         raise NotImplementedError("efficientnet-lite0 has no text side (not a dual encoder)")

@@ -3,12 +3,16 @@
 Each page gives one `page` chunk (the rendered page and its whole text) and its text again in word
 windows as `text` chunks, all carrying the zero-based page number. Pages without a text layer
 (scans) get their text from OCR when an OCR callable is given, read from a sharper render.
-PDFium is not thread-safe: read one PDF at a time per process.
+
+PDFium is not thread-safe, not even across documents: every PDFium call here runs under
+`PDFIUM_LOCK`, taken page by page (never across a `yield`), so several indexing workers can read
+PDFs at once, their PDFium work one call at a time, their OCR and everything else in parallel.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +27,9 @@ if TYPE_CHECKING:
 
 OCR_PAGE_PX = 1600
 """Longest side of the render that OCR reads (about 140 dpi for a letter page)."""
+
+PDFIUM_LOCK = threading.RLock()
+"""Held around every PDFium call of this process (pypdfium2's rule for threads)."""
 
 _BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
 _TRAILING_SPACE = re.compile(r"[ \t]+\n")
@@ -55,10 +62,19 @@ def _has_text_layer(text: str) -> bool:
 
 
 def _render(page: Any, longest_side: int) -> Image.Image:
+    """The page as RGB, `longest_side` px; call under `PDFIUM_LOCK`.
+
+    The image is a copy and the bitmap is closed here: a bitmap left to the garbage collector would
+    be freed by a PDFium call from whatever thread collects it, outside the lock.
+    """
     width, height = page.get_size()
     scale = longest_side / max(width, height, 1.0)
-    img = page.render(scale=scale).to_pil()
-    return img if img.mode == "RGB" else img.convert("RGB")
+    bitmap = page.render(scale=scale)
+    try:
+        img = bitmap.to_pil()
+        return img.convert("RGB") if img.mode != "RGB" else img.copy()
+    finally:
+        bitmap.close()
 
 
 def _open(pdfium: Any, path: Path) -> Any:
@@ -82,24 +98,27 @@ def iter_pdf_chunks(
         IngestError: not a PDF, corrupt, encrypted, no pages, or more than `cfg.max_pdf_pages` pages.
     """
     pdfium = _pdfium()
-    pdf = _open(pdfium, path)
+    with PDFIUM_LOCK:
+        pdf = _open(pdfium, path)
     try:
-        n_pages = len(pdf)
+        with PDFIUM_LOCK:
+            n_pages = len(pdf)
+            try:
+                title = (pdf.get_metadata_dict().get("Title") or "").strip()
+            except pdfium.PdfiumError:
+                title = ""
         if n_pages == 0:
             raise IngestError("PDF has no pages")
         if n_pages > cfg.max_pdf_pages:
             raise IngestError(f"PDF has {n_pages} pages, over the {cfg.max_pdf_pages} limit (max_pdf_pages)")
         meta: dict[str, Any] = {"pages": n_pages}
-        try:
-            title = (pdf.get_metadata_dict().get("Title") or "").strip()
-        except pdfium.PdfiumError:
-            title = ""
         if title:
             meta["title"] = title
         for i in range(n_pages):
             yield from _page_chunks(pdfium, pdf, i, str(path), cfg, ocr, meta)
     finally:
-        pdf.close()
+        with PDFIUM_LOCK:
+            pdf.close()
 
 
 def _page_chunks(
@@ -111,23 +130,25 @@ def _page_chunks(
     ocr: Callable[[Image.Image], str] | None,
     meta: dict[str, Any],
 ) -> Iterator[Chunk]:
-    try:
-        page = pdf[i]
-    except pdfium.PdfiumError as e:
-        raise IngestError(f"page {i} cannot be loaded: {e}") from e
-    try:
-        textpage = page.get_textpage()
+    with PDFIUM_LOCK:
         try:
-            text = clean_page_text(textpage.get_text_range())
+            page = pdf[i]
+        except pdfium.PdfiumError as e:
+            raise IngestError(f"page {i} cannot be loaded: {e}") from e
+        try:
+            textpage = page.get_textpage()
+            try:
+                text = clean_page_text(textpage.get_text_range())
+            finally:
+                textpage.close()
+            image = _render(page, cfg.page_image_px)
+            scan = _render(page, OCR_PAGE_PX) if ocr is not None and not _has_text_layer(text) else None
+        except pdfium.PdfiumError as e:
+            raise IngestError(f"page {i} cannot be read: {e}") from e
         finally:
-            textpage.close()
-        image = _render(page, cfg.page_image_px)
-        if ocr is not None and not _has_text_layer(text):
-            text = ocr(_render(page, OCR_PAGE_PX)).strip()
-    except pdfium.PdfiumError as e:
-        raise IngestError(f"page {i} cannot be read: {e}") from e
-    finally:
-        page.close()
+            page.close()
+    if scan is not None and ocr is not None:
+        text = ocr(scan).strip()  # outside the lock: OCR takes a second, other PDFs render meanwhile
     windows = word_windows(text, cfg.chunk_words, cfg.chunk_overlap)
     # The page's dense text vector reads its first window (the embedder would truncate the page
     # there anyway); it is the same string as text chunk 0, so it is embedded once.
