@@ -82,10 +82,11 @@ class Answer:
 class Generator:
     """One interface over the three backends: text LLM, HF VLM, projector bridge."""
 
-    def __init__(self, backend: Any, reads_images: bool, model_id: str) -> None:
+    def __init__(self, backend: Any, reads_images: bool, model_id: str, dtype: str = "auto") -> None:
         self.backend = backend
         self.reads_images = reads_images
         self.model_id = model_id
+        self.dtype = dtype
 
     def generate(
         self, prompt: str, images: Sequence[Image.Image] = (), max_new_tokens: int = 256, stream: bool = False
@@ -104,31 +105,40 @@ class Generator:
 _GENERATORS: dict[tuple[str, str, bool | None], Generator] = {}
 
 
+def _dtype(cfg: GenerateConfig) -> str:
+    # `generate.dtype` (auto, float32, float16, bfloat16): the 16-bit weights, or the 4-bit compute
+    # dtype. Read with a default so configs that predate the field keep `auto`.
+    return str(getattr(cfg, "dtype", "auto"))
+
+
 def load_generator(cfg: GenerateConfig) -> Generator:
     """A bridge folder (has `bridge.json`), a VLM (its config has a `vision_config`), or a causal LM.
 
-    Loaded generators are kept for the process, like encoders.
+    Loaded generators are kept for the process, like encoders (one per model, device and 4-bit
+    setting; asking for another dtype replaces it).
     """
     key = (cfg.model, cfg.device, cfg.quantize)
-    if key in _GENERATORS:
+    dtype = _dtype(cfg)
+    if key in _GENERATORS and _GENERATORS[key].dtype == dtype:
         return _GENERATORS[key]
+    _GENERATORS.pop(key, None)
+    kw: dict[str, Any] = {"device": cfg.device, "dtype": dtype, "quantize": cfg.quantize}
     folder = Path(cfg.model).expanduser()
     if (folder / "bridge.json").is_file():
         from mmrag.generate.bridge import BridgeModel
 
-        gen = Generator(BridgeModel.load(folder, device=cfg.device, quantize=cfg.quantize), True, cfg.model)
+        gen = Generator(BridgeModel.load(folder, **kw), True, cfg.model, dtype)
     elif _is_vlm(cfg.model):
         from mmrag.generate.vlm import VLMGenerator
 
-        gen = Generator(
-            VLMGenerator.load(cfg.model, device=cfg.device, quantize=cfg.quantize), True, cfg.model
-        )
+        gen = Generator(VLMGenerator.load(cfg.model, **kw), True, cfg.model, dtype)
     else:
         from mmrag.generate.llm import TextGenerator
 
-        gen = Generator(
-            TextGenerator.load(cfg.model, device=cfg.device, quantize=cfg.quantize), False, cfg.model
-        )
+        gen = Generator(TextGenerator.load(cfg.model, **kw), False, cfg.model, dtype)
+    from mmrag.generate.llm import warm_cpu_4bit
+
+    warm_cpu_4bit(gen.backend.llm if hasattr(gen.backend, "llm") else gen.backend.model)
     _GENERATORS[key] = gen
     return gen
 
@@ -156,6 +166,8 @@ def generator_info(cfg: GenerateConfig, load: bool = False) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     quant = cfg.quantize if cfg.quantize is not None else device.startswith("cuda")
     gen = _GENERATORS.get((cfg.model, cfg.device, cfg.quantize))
+    if gen is not None and gen.dtype != _dtype(cfg):
+        gen = None
     if gen is None and load:
         gen = load_generator(cfg)
     return {
@@ -247,8 +259,15 @@ def answer(
     on_token: Callable[[str], None] | None = None,
     prompt_dir: str | Path | None = None,
     t_retrieve: float = 0.0,
+    t_rerank: float = 0.0,
 ) -> Answer:
-    """Generate an answer to `question` from retrieved `hits` (already ranked)."""
+    """Generate an answer to `question` from retrieved `hits` (already ranked).
+
+    `t_retrieve` is the retrieval stage's wall time, reranking included, and `t_rerank` the
+    reranker's share of it. The answer's `timings` split the call into disjoint stages, in seconds:
+    `retrieve` (embed, search, fuse: `t_retrieve - t_rerank`), `rerank`, `load` (the generator, on
+    its first use in the process), `pack` (context, images, prompt) and `generate`.
+    """
     from mmrag.prompts import render_prompt
 
     t0 = time.perf_counter()
@@ -280,7 +299,13 @@ def answer(
             pieces.append(piece)
             on_token(piece)
         text = "".join(pieces).strip()
-    timings = {"retrieve": t_retrieve, "load": t_load, "pack": t_pack, "generate": time.perf_counter() - t2}
+    timings = {
+        "retrieve": max(t_retrieve - t_rerank, 0.0),
+        "rerank": t_rerank,
+        "load": t_load,
+        "pack": t_pack,
+        "generate": time.perf_counter() - t2,
+    }
     return Answer(question, text, sources, {k: round(v, 4) for k, v in timings.items()}, gen.model_id)
 
 

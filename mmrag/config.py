@@ -204,6 +204,9 @@ class GenerateConfig:
     """4-bit NF4 (bitsandbytes) for the LLM; None: on for CUDA, off on CPU."""
     device: str = "auto"
     """`auto`, `cpu`, `cuda`, ..."""
+    dtype: str = "auto"
+    """Weights' dtype (`auto`: bfloat16 on CUDA, float32 on CPU; `float32`, `float16`, `bfloat16`);
+    with 4 bits, the compute dtype."""
     max_new_tokens: int = 256
     """Upper bound on generated tokens."""
     context_chars: int = 6000

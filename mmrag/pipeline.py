@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from mmrag.answer import Answer
+    from mmrag.hops import HopResult
     from mmrag.hubness import HubnessBanks
     from mmrag.query_filters import FilterReader
     from mmrag.retrieval import Retrieval
@@ -379,13 +380,14 @@ class Pipeline:
         hits: list[Hit] = []
         for img in query_images:
             hits += self.search(image=img, k=k, modality=modality, path=path)
+        found: HopResult | Retrieval  # its timings hold the rerank time that `answer` reports apart
         if multi_hop:
             from mmrag.hops import multi_hop as run_hops
 
-            hits += run_hops(self, question, k, mode=multi_hop, modality=modality, path=path, **options).hits
+            found = run_hops(self, question, k, mode=multi_hop, modality=modality, path=path, **options)
         else:
-            hits += self.search(question, k=k, modality=modality, path=path, **options)
-        hits = _first_occurrences(hits)
+            found = self.retrieve(question, k=k, modality=modality, path=path, **options)
+        hits = _first_occurrences(hits + found.hits)
         t_retrieve = time.perf_counter() - t0
         return answer(
             question,
@@ -395,6 +397,7 @@ class Pipeline:
             on_token=on_token,
             prompt_dir=prompt_dir,
             t_retrieve=t_retrieve,
+            t_rerank=found.timings.get("rerank", 0.0),
         )
 
     def generate(

@@ -65,7 +65,7 @@ def test_ask_with_text_llm_streams_same_text(index_dir: Path, tmp_path: Path, qu
         b = p.ask("how many passengers did the ferry carry", k=2, on_token=pieces.append)
     assert [Path(s.hit.path).name for s in a.sources][0] == "ferry.txt"
     assert a.text == b.text == "".join(pieces).strip()  # greedy: streaming gives the same answer
-    assert set(a.timings) == {"retrieve", "load", "pack", "generate"}
+    assert set(a.timings) == {"retrieve", "rerank", "load", "pack", "generate"}
     assert not any(s.used_image for s in a.sources)  # a text LLM gets no pictures
 
 
