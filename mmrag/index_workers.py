@@ -183,6 +183,7 @@ class ReadAhead:
         ]
 
     def __enter__(self) -> ReadAhead:
+        _settle_torch_pool()
         for t in self._threads:
             t.start()
         return self
@@ -241,6 +242,21 @@ class ReadAhead:
                 feed.put(Failed(e))
             except Cancelled:
                 return
+
+
+def _settle_torch_pool() -> None:
+    """Rebuild torch's intra-op thread pool on this thread before the workers may touch it.
+
+    In a process forked after torch ran (a preloading server, `multiprocessing` with fork), torch
+    marks its pool as leaked and rebuilds it on first use, and two threads doing that at once can
+    see no pool at all ("Invalid thread pool!", seen in `tests/test_crash.py`). One call here,
+    before any worker starts, does the rebuild alone. Nothing happens when torch is not loaded.
+    """
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(torch.get_num_threads())
 
 
 def serialized(fn: Callable[..., Any] | None) -> Any:
