@@ -223,13 +223,16 @@ def hit_image(hit: Hit) -> Image.Image | None:
         if hit.modality == "page" and hit.page is not None:
             import pypdfium2 as pdfium
 
-            pdf = pdfium.PdfDocument(str(path))
-            try:
-                page = pdf[hit.page]
-                scale = 768 / max(page.get_width(), page.get_height())
-                return page.render(scale=scale).to_pil().convert("RGB")
-            finally:
-                pdf.close()
+            from mmrag.ingest.pdf import PDFIUM_LOCK
+
+            with PDFIUM_LOCK:  # PDFium is not thread-safe: a server may be indexing at the same time
+                pdf = pdfium.PdfDocument(str(path))
+                try:
+                    page = pdf[hit.page]
+                    scale = 768 / max(page.get_width(), page.get_height())
+                    return page.render(scale=scale).to_pil().convert("RGB")
+                finally:
+                    pdf.close()
         if hit.modality == "video" and hit.t_start is not None:
             return _frame_at(path, hit.t_start)
     except (OSError, ValueError, MMRAGError, ImportError):
