@@ -390,7 +390,7 @@ def main() -> None:
         result = json.loads(args.out.read_text(encoding="utf-8"))
     run = {
         "parts": args.parts,
-        "machine": machine(args.device),
+        "machine": machine(args.device, libs=("transformers", "bitsandbytes")),
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
     }
     run_parts(args, result)

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -37,6 +35,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -373,25 +374,6 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a and b else None
 
 
-def machine(device: str) -> dict[str, Any]:
-    import torch
-
-    cpu = ""
-    if Path("/proc/cpuinfo").is_file():
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        cpu = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
-    from importlib.metadata import version
-
-    libs = {lib: version(lib) for lib in ("transformers", "bitsandbytes")}
-    return {
-        "cpu_count": os.cpu_count(), "cpu": cpu, "platform": platform.platform(),
-        "python": platform.python_version(), "torch": torch.__version__, **libs,
-        "torch_threads": torch.get_num_threads(), "device": device,
-        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-    }  # fmt: skip
-
-
 def add_speed_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--arch", default=None, choices=["bridge", "bridge-1.7b", "llava-1.5-7b", "llava-tiny"],
@@ -413,7 +395,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "generate.json")
     args = ap.parse_args()
     args.arch = args.arch or ("llava-1.5-7b" if args.device.startswith("cuda") else "bridge")
-    result = {"machine": machine(args.device), "weights": "real" if args.arch == "bridge" else "random"}
+    result = {
+        "machine": machine(args.device, libs=("transformers", "bitsandbytes")),
+        "weights": "real" if args.arch == "bridge" else "random",
+    }
     result["speed"] = run_speed(args)
     result["ratios"] = speed_ratios(result["speed"])
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -39,6 +38,9 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, write_result  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 ARCHS = ("tiny", "real-size", "offline")
@@ -301,22 +303,6 @@ def plot(result: dict[str, Any], out: Path) -> None:
     fig.savefig(out, dpi=120)
 
 
-def machine(device: str) -> dict[str, Any]:
-    import torch
-
-    info: dict[str, Any] = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "device": device,
-    }
-    if device.startswith("cuda") and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--archs", default=",".join(ARCHS), help=f"comma-separated, from {', '.join(ARCHS)}")
@@ -368,12 +354,7 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result["load_average_after"] = os.getloadavg()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    try:
-        plot(result, args.out.with_suffix(".png"))
-    except ImportError:
-        print("matplotlib missing: no plot (pip install matplotlib)", file=sys.stderr)
+    write_result(result, args.out, plot)
     print(json.dumps(result["rows"], indent=2))
 
 

@@ -19,7 +19,6 @@ Measured, on the 313 MultiHop test and FinanceBench questions (a pass over the d
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -33,8 +32,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import textvecs  # noqa: E402
+from common import machine, write_result  # noqa: E402
 from store import parse_size  # noqa: E402
-from store_report import machine  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 BATCH = 1024
@@ -84,7 +83,6 @@ def pct(xs: list[float]) -> dict[str, float]:
 
 def warm(folder: Path, dev: list[str], test: list[str]) -> dict[str, Any]:
     from mmrag import Pipeline
-    from mmrag.search import build_prefetches  # noqa: F401  (the same prefetches as retrieve)
 
     with Pipeline.load(folder) as p:
         for q in dev:  # load the models, map the shard's pages
@@ -135,7 +133,10 @@ def main() -> None:
     n = parse_size(args.size)
     qs = textvecs.queries()
     dev, test = qs[: textvecs.DEV_QUERIES], qs[textvecs.DEV_QUERIES :]
-    result: dict[str, Any] = {"machine": machine(), "config": {"size": n, "cli_runs": args.cli_runs}}
+    result: dict[str, Any] = {
+        "machine": machine(libs=("numpy", "qdrant-edge-py", "torch", "transformers")),
+        "config": {"size": n, "cli_runs": args.cli_runs},
+    }
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="mmrag-bench-search-"))
     try:
         if not (workdir / "manifest.json").is_file():
@@ -159,9 +160,7 @@ def main() -> None:
         f"(import of the CLI alone {c['python_import_cli_ms']} ms); cold / warm = "
         f"{c['p50_ms'] / w['total']['p50_ms']:.0f}x"
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    plot(result, args.out.with_suffix(".png"))
+    write_result(result, args.out, plot)
     print(f"wrote {args.out}")
 
 

@@ -43,7 +43,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import textvecs  # noqa: E402
-from store_report import machine, plot, report  # noqa: E402
+from common import machine, write_result  # noqa: E402
+from store_report import plot, report  # noqa: E402
 
 from mmrag.store import PointData, Prefetch, SearchOptions, StoreSchema, point_id  # noqa: E402
 from mmrag.store.edge import EdgeStore  # noqa: E402
@@ -341,7 +342,7 @@ def main() -> None:
     if args.size:
         sizes.append(parse_size(args.size))
     result: dict[str, Any] = {
-        "machine": machine(),
+        "machine": machine(libs=("numpy", "qdrant-edge-py", "qdrant-client", "torch", "transformers")),
         "config": {**vars(args), "out": str(args.out)},
         "sizes": {},
     }
@@ -363,9 +364,7 @@ def main() -> None:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     result["total_s"] = round(time.perf_counter() - t_all, 1)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    plot(result, args.out.with_suffix(".png"))
+    write_result(result, args.out, plot)
     print(f"\nwrote {args.out} and {args.out.with_suffix('.png')} ({result['total_s']} s)")
 
 

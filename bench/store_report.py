@@ -1,34 +1,9 @@
-"""Printing and plotting for `bench/store.py` and `bench/search.py`, plus the machine description."""
+"""Printing and plotting for `bench/store.py`."""
 
 from __future__ import annotations
 
-import os
-import platform
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
-
-
-def machine() -> dict[str, Any]:
-    """CPU, OS, library versions and the load average when the run started."""
-    cpu = ""
-    if Path("/proc/cpuinfo").is_file():
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        cpu = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
-    libs = {}
-    for lib in ("numpy", "qdrant-edge-py", "qdrant-client", "torch", "transformers"):
-        try:
-            libs[lib] = version(lib)
-        except PackageNotFoundError:
-            libs[lib] = None
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpu": cpu,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        **libs,
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
-    }
 
 
 def report(title: str, r: dict[str, Any]) -> None:

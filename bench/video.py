@@ -33,6 +33,9 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_result  # noqa: E402
+
 SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "video" / "imageio_cockatoo.mp4"
 WORDS = (
     "the cockatoo lifts its crest and turns toward the keeper who holds a slice of apple while "
@@ -385,12 +388,7 @@ def main() -> None:
         result["captions"] = captions(work / "idx-quarter", quarter_length, args.caption_tokens)
         print(json.dumps(result["captions"]), file=sys.stderr)
     result["load_average_after"] = os.getloadavg()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    try:
-        plot(result, args.out.with_suffix(".png"))
-    except ImportError:
-        print("matplotlib missing: no plot (pip install matplotlib)", file=sys.stderr)
+    write_result(result, args.out, plot)
     print(json.dumps(result, indent=2))
     if args.keep:
         print(f"test videos and indexes kept in {work}", file=sys.stderr)

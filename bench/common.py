@@ -1,0 +1,49 @@
+"""What every bench records and how it writes its results: the machine, the JSON, the plot."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+
+def machine(device: str | None = None, libs: Sequence[str] = ()) -> dict[str, Any]:
+    """CPU, OS, Python, the versions of `libs`, the load average at the start; with `device`,
+    also torch's version and threads, the device and the GPU's name."""
+    cpu = ""
+    if Path("/proc/cpuinfo").is_file():
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        cpu = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "")
+    info: dict[str, Any] = {
+        "cpu_count": os.cpu_count(),
+        "cpu": cpu,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+    for lib in libs:
+        try:
+            info[lib] = version(lib)
+        except PackageNotFoundError:
+            info[lib] = None
+    if device is not None:
+        import torch
+
+        info.update(torch=torch.__version__, torch_threads=torch.get_num_threads(), device=device)
+        info["gpu"] = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    info["loadavg_at_start"] = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+    return info
+
+
+def write_result(result: dict[str, Any], out: Path, plot: Callable[[dict[str, Any], Path], None]) -> None:
+    """`result` as JSON at `out`, and its plot beside it (`.png`)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    try:
+        plot(result, out.with_suffix(".png"))
+    except ImportError:
+        print("matplotlib missing: no plot (pip install matplotlib)", file=sys.stderr)
