@@ -59,10 +59,11 @@ def _mean_pooling_only(source: str, modules: Path, revision: str | None) -> bool
     """True when a sentence-transformers pipeline is transformer -> mean pooling [-> normalize],
     with no prompts: exactly what the plain transformers path computes."""
     try:
-        kinds = [m["type"].removeprefix(_ST) for m in json.loads(modules.read_text())]
+        stages = json.loads(modules.read_text())
+        kinds = [m["type"].removeprefix(_ST) for m in stages]
         if kinds not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
             return False
-        path = json.loads(modules.read_text())[1]["path"]
+        path = stages[1]["path"]
         pooling = _config_file(source, f"{path}/config.json", revision)
         if pooling is None:
             return False
