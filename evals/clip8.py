@@ -135,16 +135,9 @@ def model_config(cfg: EvalConfig) -> MMRAGConfig:
 
 def open_index(images: Sequence[Path], mcfg: MMRAGConfig, runs: str) -> tuple[Pipeline, IndexReport]:
     """A pipeline over `images` (and the indexing report), cached in `runs/clip8/index-<key>`."""
-    from mmrag.evals.financebench import index_key
-    from mmrag.pipeline import Pipeline
+    from mmrag.evals._index import open_cached
 
-    mcfg.index = str(Path(runs) / "clip8" / f"index-{index_key(images, mcfg)}")
-    pipe = Pipeline.from_config(mcfg)
-    report = pipe.index(list(images))
-    if report.errors:
-        pipe.close()
-        raise MMRAGError(f"cannot index {report.errors[0]}")
-    return pipe, report
+    return open_cached("clip8", images, mcfg, runs)
 
 
 def _has_tags(pipe: Pipeline) -> bool:

@@ -25,7 +25,6 @@ Output: `runs/financebench/<timestamp>/` (`config.json`, `samples.jsonl`, `metri
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -41,7 +40,6 @@ from mmrag.evals.financebench_answers import answer_all
 from mmrag.types import Hit, MMRAGError
 
 if TYPE_CHECKING:
-    from mmrag.config import MMRAGConfig
     from mmrag.pipeline import Pipeline
     from mmrag.types import IndexReport
 
@@ -181,45 +179,15 @@ class EvalConfig:
     answer_tokens: int = 64
 
 
-def index_key(files: Sequence[Path], mcfg: MMRAGConfig) -> str:
-    """Hash of the files (names and bytes), the encoders, and the ingest settings off their defaults.
-
-    Only settings that differ from their defaults enter the key: a new setting added at its default
-    changes nothing that is indexed, so it leaves existing cached indexes valid.
-    """
-    from dataclasses import fields
-
-    from mmrag.config import IngestConfig
-
-    digest = hashlib.sha256()
-    for p in sorted(files):
-        digest.update(p.name.encode() + b"\0" + p.read_bytes())
-    enc = mcfg.encoders
-    defaults = IngestConfig()
-    ingest = {
-        f.name: v
-        for f in fields(IngestConfig)
-        if (v := getattr(mcfg.ingest, f.name)) != getattr(defaults, f.name)
-    }
-    digest.update(json.dumps([enc.image, enc.text, enc.ocr, enc.tags, ingest], sort_keys=True).encode())
-    return digest.hexdigest()[:12]
-
-
 def open_index(pdfs: Sequence[Path], cfg: EvalConfig, progress: bool = False) -> tuple[Pipeline, IndexReport]:
     """A pipeline over `pdfs` (and the indexing report), cached in `runs/financebench/index-<key>`."""
     from mmrag.config import MMRAGConfig
-    from mmrag.pipeline import Pipeline
+    from mmrag.evals._index import open_cached
 
     mcfg = MMRAGConfig.load(profile=cfg.profile, env={})
     if cfg.image_model:
         mcfg.encoders.image = cfg.image_model
-    mcfg.index = str(Path(cfg.runs) / "financebench" / f"index-{index_key(pdfs, mcfg)}")
-    pipe = Pipeline.from_config(mcfg)
-    report = pipe.index(list(pdfs), progress=progress)
-    if report.errors:
-        pipe.close()
-        raise MMRAGError(f"cannot index {report.errors[0]}")
-    return pipe, report
+    return open_cached("financebench", pdfs, mcfg, cfg.runs, progress=progress)
 
 
 def unavailable(pipe: Pipeline, options: Mapping[str, Any]) -> str | None:

@@ -243,7 +243,10 @@ def generated_items(cfg: EvalConfig) -> tuple[list[Item], Path, dict[str, Any]]:
 
 
 def _index_generated(cfg: EvalConfig, video: Path) -> tuple[Pipeline, float]:
-    index = Path(cfg.runs) / "long-video" / "index" / f"{video.parent.name}-c{cfg.clip_seconds:g}"
+    from mmrag.evals._index import code_version
+
+    key = f"{video.parent.name}-c{cfg.clip_seconds:g}-{code_version()}"  # stale indexes never reused
+    index = Path(cfg.runs) / "long-video" / "index" / key
     pipe = _pipeline(cfg, index)
     t0 = time.perf_counter()
     report = pipe.index([video])

@@ -254,7 +254,10 @@ def tvqa_items(
     frames_root = Path(cfg.tvqa_frames) if cfg.tvqa_frames else None
     if frames_root is not None and not frames_root.is_dir():
         raise MMRAGError(f"{frames_root}: frames folder not found")
-    key = hashlib.sha1(json.dumps([cfg.tvqa, cfg.tvqa_subtitles, cfg.tvqa_frames]).encode()).hexdigest()[:12]
+    from mmrag.evals._index import code_version
+
+    parts = [cfg.tvqa, cfg.tvqa_subtitles, cfg.tvqa_frames, code_version()]
+    key = hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:12]
     pipe = make_pipeline(cfg, Path(cfg.runs) / "long-video" / "tvqa-index" / key)
     t0 = time.perf_counter()
     items: list[Item] = []

@@ -17,7 +17,6 @@ and `bench/results/multihop_<split>.json` when `bench_file` is given.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -177,7 +176,7 @@ class EvalConfig:
 def open_index(corpus: Path, cfg: EvalConfig) -> Pipeline:
     """A text-only pipeline over `corpus`, cached in `runs/multihop/index-<hash>` (content + models)."""
     from mmrag.config import MMRAGConfig
-    from mmrag.pipeline import Pipeline
+    from mmrag.evals._index import open_cached
 
     mcfg = MMRAGConfig.load(profile=cfg.profile, env={})
     mcfg.encoders.image = None  # text corpus: no image tower to load
@@ -188,16 +187,7 @@ def open_index(corpus: Path, cfg: EvalConfig) -> Pipeline:
     mcfg.rerank.candidates = cfg.rerank_candidates
     mcfg.rerank.threshold = cfg.rerank_threshold
     mcfg.ingest.hubness_bank = cfg.hubness_bank if any("hubness" in c for c in cfg.configs) else 0
-    digest = hashlib.sha256(corpus.read_bytes())
-    digest.update(INDEX_FORMAT.encode())
-    ingest = {k: v for k, v in asdict(mcfg.ingest).items() if k != "hubness_bank"}
-    digest.update(json.dumps([mcfg.encoders.text, ingest], sort_keys=True).encode())
-    mcfg.index = str(Path(cfg.runs) / "multihop" / f"index-{digest.hexdigest()[:12]}")
-    pipe = Pipeline.from_config(mcfg)
-    report = pipe.index([corpus])
-    if report.errors:
-        pipe.close()
-        raise MMRAGError(f"{corpus}: cannot index: {report.errors[0]}")
+    pipe, report = open_cached("multihop", [corpus], mcfg, cfg.runs, extra=INDEX_FORMAT)
     if not report.files_indexed and not report.files_skipped:
         pipe.close()
         raise MMRAGError(f"{corpus}: nothing to index (no text records)")

@@ -151,17 +151,23 @@ def chunk_text(chunk: Chunk, tags: list[str] | None) -> str:
 
 
 def _encode_texts(emb: Embedders, texts: list[str], batch_size: int) -> list[np.ndarray]:
-    """Embed texts, each distinct string once (a page's first window is also its chunk 0)."""
+    """Embed texts, each distinct string once (a page's first window is also its chunk 0).
+
+    The batch's vectors come from this call's own table; the shared `recent` cache only saves
+    re-embedding a text seen in an earlier batch, and what it evicts never affects this one.
+    """
     assert emb.text is not None
     cache = emb.recent
-    todo = list(dict.fromkeys(t for t in texts if t not in cache))
+    found = {t: cache[t] for t in dict.fromkeys(texts) if t in cache}
+    todo = [t for t in dict.fromkeys(texts) if t not in found]
     if todo:
         vecs = emb.text.encode_text(todo, batch_size=batch_size)
         for t, v in zip(todo, vecs, strict=True):
+            found[t] = v
             cache[t] = v
         while len(cache) > RECENT_TEXTS:
             cache.pop(next(iter(cache)))
-    return [cache[t] for t in texts]
+    return [found[t] for t in texts]
 
 
 @dataclass

@@ -171,12 +171,14 @@ def test_unreadable_file(tmp_path: Path) -> None:
     assert not files and [(e.path, e.reason) for e in errors] == [(str(locked), "permission denied")]
 
 
-def test_second_process_gets_index_locked(tmp_path: Path) -> None:
+@pytest.mark.parametrize("depth", [0, 160], ids=["short-path", "long-path"])
+def test_second_process_gets_index_locked(tmp_path: Path, depth: int) -> None:
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     for i in range(40):
         (corpus / f"d{i:02d}.txt").write_text(f"Document {i}. " + " ".join(f"w{i}x{j}" for j in range(300)))
-    idx = tmp_path / "idx"
+    # the error must come out whole on one line however long the path (rich wrapped it at 80 columns)
+    idx = (tmp_path / ("d" * depth) if depth else tmp_path) / "idx"
     lock = idx / ".lock"
     args = ["index", str(corpus), "--index", str(idx), "--profile", "offline", "--no-progress"]
     proc = subprocess.Popen([*CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
@@ -192,7 +194,9 @@ def test_second_process_gets_index_locked(tmp_path: Path) -> None:
             with Pipeline.from_config(profile="offline", index=idx, **OFFLINE) as p:
                 p.search("document", k=1)
         r = CliRunner().invoke(app, ["search", "document", "--index", str(idx)])
-        assert r.exit_code == 2 and "is locked" in r.stderr, r.output
+        assert r.exit_code == 2, r.output
+        line = f"index {idx.resolve()} is locked by another process (pid {proc.pid})"
+        assert any(line in row for row in r.stderr.splitlines()), r.stderr
         assert proc.poll() is None, "the search must have raced an index still being written"
     finally:
         proc.kill()

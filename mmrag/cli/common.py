@@ -92,16 +92,24 @@ def retrieval_options(
     return {k: v for k, v in opts.items() if v is not None}
 
 
-def stderr_console() -> Any:
+def console(stderr: bool = False) -> Any:
+    """A rich console that never hard-wraps when its stream is not a terminal.
+
+    Rich wraps at 80 columns when it cannot read a width: an error piped to a log would arrive
+    broken in the middle of a path. Off a terminal, lines keep their length (`soft_wrap`).
+    """
     from rich.console import Console
 
-    return Console(stderr=True)
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, soft_wrap=not stream.isatty())
+
+
+def stderr_console() -> Any:
+    return console(stderr=True)
 
 
 def stdout_console() -> Any:
-    from rich.console import Console
-
-    return Console()
+    return console()
 
 
 def print_json(data: Any) -> None:

@@ -1,0 +1,79 @@
+"""The cached eval index (`evals/_index.py`): built from scratch over real filings, keyed by the code.
+
+Issue 13: FinanceBench numbers came from an index that older code had built, and a fresh build of
+the same filings crashed. The slow test builds one over real FinanceBench PDFs (batches that span
+files, more distinct texts than the recent-text cache keeps) and checks its points.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from mmrag.config import MMRAGConfig
+from mmrag.evals import _index
+
+FILINGS = [  # the eight shortest filings: 96 pages, 3 companies' 8-Ks and earnings releases
+    "FOOTLOCKER_2022_8K_dated-2022-05-20.pdf",
+    "PEPSICO_2023_8K_dated-2023-05-05.pdf",
+    "AMCOR_2022_8K_dated-2022-07-01.pdf",
+    "ULTABEAUTY_2023Q4_EARNINGS.pdf",
+    "AMCOR_2023Q4_EARNINGS.pdf",
+    "MGMRESORTS_2022Q4_EARNINGS.pdf",
+    "PEPSICO_2023Q1_EARNINGS.pdf",
+    "JOHNSON_JOHNSON_2022Q4_EARNINGS.pdf",
+]
+
+
+def test_key_changes_with_the_index_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pkg = tmp_path / "src" / "fake_indexing"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "chunking.py").write_text("WORDS = 180\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+    monkeypatch.setattr(_index, "INDEX_CODE", (*_index.INDEX_CODE, "fake_indexing"))
+    doc = tmp_path / "a.txt"
+    doc.write_text("hello")
+    mcfg = MMRAGConfig.load(profile="offline", env={})
+    before = _index.index_key([doc], mcfg)
+    assert _index.index_key([doc], mcfg) == before  # stable while nothing changes
+    (pkg / "chunking.py").write_text("WORDS = 200\n")
+    assert _index.index_key([doc], mcfg) != before
+    sys.modules.pop("fake_indexing", None)
+
+
+def test_key_covers_the_indexing_modules() -> None:
+    """Every module that turns a file into points is hashed: ingest, encoders, store, the indexer."""
+    hashed = {p.resolve() for m in _index.INDEX_CODE for p in _index._sources(m)}
+    import mmrag.embed
+    import mmrag.indexer
+    import mmrag.ingest.pdf
+    import mmrag.store.edge
+
+    for mod in (mmrag.embed, mmrag.indexer, mmrag.ingest.pdf, mmrag.store.edge):
+        assert Path(str(mod.__file__)).resolve() in hashed
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_real_filings_index_from_scratch(shared_data: Path, tmp_path: Path) -> None:
+    pdfs = [shared_data / "docs" / "financebench" / "pdfs" / name for name in FILINGS]
+    if missing := [p.name for p in pdfs if not p.is_file()]:
+        pytest.skip(f"FinanceBench PDFs not found: {missing}")
+    from mmrag.store.base import SearchFilter
+
+    mcfg = MMRAGConfig.load(profile="offline", env={})
+    pipe, report = _index.open_cached("financebench", pdfs, mcfg, tmp_path / "runs")
+    with pipe:
+        assert report.files_indexed == len(pdfs) and not report.errors
+        pages = list(pipe.store.scroll(SearchFilter(modalities=["page"])))
+        assert len(pages) == 96
+        assert report.points_written > 256  # one run held more distinct texts than the recent-text cache
+        hit = pipe.search("PepsiCo organic revenue growth first quarter 2023", k=5)
+        assert any("PEPSICO" in Path(h.path).name for h in hit)
+    # the same files, settings and code reopen the same folder without re-indexing
+    pipe2, again = _index.open_cached("financebench", pdfs, mcfg, tmp_path / "runs")
+    with pipe2:
+        assert again.files_indexed == 0 and again.files_skipped == len(pdfs)
