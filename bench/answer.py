@@ -133,8 +133,8 @@ def memory_child(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from mmrag import Pipeline
-    from mmrag.answer import generator_info
     from mmrag.generate.llm import trim_heap
+    from mmrag.generate.loader import generator_info
 
     cuda = spec["device"].startswith("cuda")
     overrides = {

@@ -203,7 +203,7 @@ def load_subject(arch: str, quantize: bool, device: str, dtype: str, workdir: Pa
                 embeds = bridge.embed(ids, vision_features=feats)
             return {"inputs_embeds": embeds, "attention_mask": torch.ones_like(ids)}
 
-        from mmrag.answer import memory_footprint
+        from mmrag.generate.loader import memory_footprint
 
         return Subject(bridge.llm, make_bridge, memory_footprint(bridge), bridge.config.n_visual_tokens)
     from mmrag.generate.vlm import VLMGenerator

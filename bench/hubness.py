@@ -32,7 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mmrag.hubness import (  # noqa: E402  (after the path set-up, like bench/generate.py)
+from mmrag.retrieve.hubness import (  # noqa: E402  (after the path set-up, like bench/generate.py)
     BETA_GALLERY,
     BETA_QUERY,
     DEFAULT_METHOD,
@@ -111,8 +111,8 @@ class Setup:
         return per, round(skew, 3)
 
     def hybrid(self, banks: HubnessBanks | None, method: str | None) -> list[list[ScoredPoint]]:
-        """Dense (corrected or not) and BM25 lists fused by RRF, as `mmrag.retrieval` does."""
-        from mmrag.retrieval import fuse
+        """Dense (corrected or not) and BM25 lists fused by RRF, as `mmrag.retrieve.hybrid` does."""
+        from mmrag.retrieve.hybrid import fuse
 
         dense = self.rescore(banks, method, self.prefetch)
         return [fuse([d, b], "rrf", self.k, self.rrf_k) for d, b in zip(dense, self.bm25, strict=True)]

@@ -173,7 +173,7 @@ def forward_alone(emb: Any, pixels: list[Any], batch_size: int) -> dict[str, flo
 
 def encoders_alone(emb: Any, chunks: list[Any], pixels: list[Any], batch_size: int) -> dict[str, float]:
     """All the model work of indexing (`encode_chunks`) on the pipeline's batches, reading excluded."""
-    from mmrag.embed import encode_chunks
+    from mmrag.encoders.embedders import encode_chunks
 
     work = batches(chunks, pixels, batch_size)
     emb.recent.clear()
@@ -212,9 +212,9 @@ def measure(
     arch: str, corpus: str, root: Path, units: int, opts: dict[str, Any], args: Any
 ) -> dict[str, Any]:
     from mmrag.config import MMRAGConfig
-    from mmrag.embed import Embedders
     from mmrag.encoders.base import resolve_device
-    from mmrag.index_workers import resolve_workers
+    from mmrag.encoders.embedders import Embedders
+    from mmrag.index.workers import resolve_workers
 
     cfg = MMRAGConfig.load(**opts)
     emb = Embedders(cfg.encoders)  # the models load here (shared with the pipelines below)

@@ -65,7 +65,7 @@ def score(args: argparse.Namespace) -> None:
     import torch
 
     from mmrag.config import GenerateConfig, MMRAGConfig, RerankConfig
-    from mmrag.embed import Embedders
+    from mmrag.encoders.embedders import Embedders
     from mmrag.rerank import make_reranker
     from mmrag.types import Hit
 

@@ -194,7 +194,7 @@ def bench_client(x: np.ndarray, q: np.ndarray, truth: list[set[str]], dim: int) 
     """qdrant-client's local mode (pure Python, brute force): the embedded engine's baseline."""
     import warnings
 
-    from mmrag.store.client import ClientStore
+    from mmrag.store.server import ClientStore
 
     warnings.filterwarnings("ignore", message="Local mode is not recommended")
     with ClientStore(":memory:", StoreSchema(dense={SPACE: dim})) as store:

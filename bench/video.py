@@ -222,7 +222,7 @@ def captions(index: Path, seconds_of_video: float, max_new_tokens: int) -> dict[
     SmolLM2-135M; a weak captioner trained on easy-VQA shapes, here for its cost, not its words)."""
     from mmrag import Pipeline
     from mmrag.generate.bridge import BridgeModel
-    from mmrag.ingest.captions import caption_clips, vlm_caption_fn
+    from mmrag.index.captions import caption_clips, vlm_caption_fn
 
     bridge_dir = Path("~/.cache/mmrag/bridges/efficientnet-smollm2").expanduser()
     if not (bridge_dir / "bridge.json").exists():

@@ -29,11 +29,11 @@ INDEX_CODE = (
     "mmrag.ingest",
     "mmrag.encoders",
     "mmrag.store",
-    "mmrag.embed",
-    "mmrag.indexer",
-    "mmrag.index_overlap",
-    "mmrag.index_workers",
-    "mmrag.manifest",
+    "mmrag.encoders.embedders",
+    "mmrag.index.indexer",
+    "mmrag.index.overlap",
+    "mmrag.index.workers",
+    "mmrag.index.folder",
 )
 """Modules and packages whose source builds an index (read, chunk, embed, store)."""
 

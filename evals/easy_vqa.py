@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmrag.evals import write_json, write_run
-from mmrag.generate.data import Pair, easy_vqa_answers, easy_vqa_pairs, easy_vqa_root
+from mmrag.train.data import Pair, easy_vqa_answers, easy_vqa_pairs, easy_vqa_root
 
 if TYPE_CHECKING:
     from mmrag.generate.bridge import BridgeModel
@@ -85,7 +85,7 @@ def score_all(
     """Both predictions (with and without the image) for every pair."""
     import torch
 
-    from mmrag.generate.train import feature_cache
+    from mmrag.train.projector import feature_cache
 
     images = sorted({p.image for p in pairs})
     feats = feature_cache(bridge, images)  # each image through the tower once

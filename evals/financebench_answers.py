@@ -100,7 +100,7 @@ def answer_all(
     """
     from rich.progress import Progress
 
-    from mmrag.answer import answer
+    from mmrag.answer.ask import answer
     from mmrag.evals.financebench import first_per_page, ranked_pages
 
     gen_cfg = replace(pipe.config.generate, max_new_tokens=cfg.answer_tokens)

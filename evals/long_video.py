@@ -1,6 +1,6 @@
 """Long-video QA: clip retrieval and 5-choice accuracy, beside chance and two ablations in the same run.
 
-Two benchmarks run through the same loop (`mmrag.video_qa`: retrieve clips, decode frames, score the
+Two benchmarks run through the same loop (`mmrag.answer.video.clips`: retrieve clips, decode frames, score the
 choices by likelihood):
 
 - `generated` (default, no outside data): a 21-minute video with subtitles built by
@@ -29,9 +29,9 @@ from mmrag.evals import write_json, write_run
 from mmrag.types import MMRAGError
 
 if TYPE_CHECKING:
-    from mmrag.answer import Generator
+    from mmrag.answer.video.clips import VideoQAOptions
+    from mmrag.generate.loader import Generator
     from mmrag.pipeline import Pipeline
-    from mmrag.video_qa import VideoQAOptions
 
 MODES = ("full", "subtitles_only", "frames_only")
 CHANCE = 0.2
@@ -99,7 +99,7 @@ class Item:
 
 
 def _options(cfg: EvalConfig) -> VideoQAOptions:
-    from mmrag.video_qa import VideoQAOptions
+    from mmrag.answer.video.clips import VideoQAOptions
 
     return VideoQAOptions(
         k=cfg.k,
@@ -123,12 +123,12 @@ def _rank(hits: list[Any], span: tuple[float, float]) -> int | None:
 
 def run_item(pipe: Pipeline, gen: Generator, item: Item, opts: VideoQAOptions) -> dict[str, Any]:
     """Retrieve, then answer with both sources and with each alone; one sample row."""
-    from mmrag.video_qa import context_clips, retrieve_clips
-    from mmrag.video_qa_answer import answer_from_clips, decode_frames
+    from mmrag.answer.video.answer import answer_from_clips, decode_frames
+    from mmrag.answer.video.clips import context_clips, retrieve_clips
 
     t0 = time.perf_counter()
-    hits = retrieve_clips(pipe, item.question, item.video, k=max(opts.k, opts.context_clips))
-    clips = context_clips(pipe, item.question, hits, opts)
+    hits = retrieve_clips(pipe.search, item.question, item.video, k=max(opts.k, opts.context_clips))
+    clips = context_clips(pipe.store, item.question, hits, opts)
     t_retrieve = time.perf_counter() - t0
     frames = decode_frames(clips, opts) if gen.reads_images else [[] for _ in clips]
     full = answer_from_clips(gen, item.question, clips, item.choices, opts, frames=frames)
@@ -262,7 +262,7 @@ def evaluate(
     """Run the suite; returns the metrics and writes the run folder (and `bench_file`)."""
     from rich.progress import Progress
 
-    from mmrag.answer import load_generator
+    from mmrag.generate.loader import load_generator
 
     if cfg.tvqa:
         from mmrag.evals.long_video_tvqa import tvqa_items

@@ -225,7 +225,7 @@ def content_hash(ep: TVQAEpisode, chunks: list[Chunk]) -> str:
 
 def index_episode(pipe: Pipeline, ep: TVQAEpisode, chunks: list[Chunk]) -> int:
     """Write an episode's clip points (skipped when the file table holds the same content); points written."""
-    from mmrag.embed import embed_chunks
+    from mmrag.encoders.embedders import embed_chunks
 
     digest = content_hash(ep, chunks)
     old = pipe.files.get(ep.key)

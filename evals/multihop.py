@@ -203,12 +203,10 @@ def options(config: str, cfg: EvalConfig) -> dict[str, Any]:
 
 def retrieve(pipe: Pipeline, text: str, config: str, cfg: EvalConfig) -> tuple[list[str], dict[str, Any]]:
     """Ranked chunk texts (payload `text`) for one query under one configuration, and what was chosen."""
-    from mmrag.hops import multi_hop
-
     opts = options(config, cfg)
     if opts.pop("multi_hop", False):
         rerank = opts.pop("rerank", None)
-        res = multi_hop(pipe, text, cfg.k, decomposer=cfg.decomposer, modality="text", **opts)
+        res = pipe.multi_hop(text, cfg.k, decomposer=cfg.decomposer, modality="text", **opts)
         hits, info = res.hits, {"queries": res.queries}
         if rerank:  # rerank the union once, not each sub-query's list
             from dataclasses import replace
@@ -216,8 +214,8 @@ def retrieve(pipe: Pipeline, text: str, config: str, cfg: EvalConfig) -> tuple[l
             from mmrag.rerank import make_reranker
             from mmrag.rerank import rerank as run_rerank
 
-            union = multi_hop(
-                pipe, text, cfg.rerank_candidates, decomposer=cfg.decomposer, modality="text", **opts
+            union = pipe.multi_hop(
+                text, cfg.rerank_candidates, decomposer=cfg.decomposer, modality="text", **opts
             ).hits
             rcfg = replace(pipe.config.rerank, method=rerank)
             reranker = make_reranker(rcfg, pipe.config.generate, pipe.embedders)

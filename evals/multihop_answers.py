@@ -73,7 +73,7 @@ def answer_queries(
     """Answer each query from its retrieved hits and from its gold evidence; score both."""
     from rich.progress import Progress
 
-    from mmrag.answer import answer
+    from mmrag.answer.ask import answer
 
     rows = []
     with Progress(transient=True, disable=not progress) as bar:

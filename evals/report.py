@@ -81,7 +81,7 @@ def _md_table(markdown: str) -> str:
 
 
 def _hit_html(hit: Hit) -> str:
-    from mmrag.answer import hit_image
+    from mmrag.ingest.render import hit_image
 
     img = ""
     if hit.modality in ("image", "page", "video"):

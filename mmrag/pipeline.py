@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from mmrag.config import MMRAGConfig
-from mmrag.embed import Embedders
-from mmrag.manifest import (
+from mmrag.encoders.embedders import Embedders
+from mmrag.index.folder import (
     SCHEMA_VERSION,
     FileTable,
     IndexLock,
@@ -25,19 +25,19 @@ from mmrag.manifest import (
     read_manifest,
     write_json_atomic,
 )
-from mmrag.search import Query, make_filter
+from mmrag.retrieve.query import Query, make_filter
 from mmrag.types import Hit, IndexReport, MMRAGError
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from mmrag.answer import Answer
-    from mmrag.hops import HopResult
-    from mmrag.hubness import HubnessBanks
-    from mmrag.query_filters import FilterReader
-    from mmrag.retrieval import Retrieval
+    from mmrag.answer.ask import Answer
+    from mmrag.answer.video.clips import VideoAnswer
+    from mmrag.retrieve.filters import FilterReader
+    from mmrag.retrieve.hubness import HubnessBanks
+    from mmrag.retrieve.hybrid import Retrieval
+    from mmrag.retrieve.multihop import HopResult
     from mmrag.store.base import Store
-    from mmrag.video_qa import VideoAnswer
 
 
 class Pipeline:
@@ -126,7 +126,7 @@ class Pipeline:
         if self._store is None:
             from mmrag.store import open_store
             from mmrag.store.base import StoreSchema
-            from mmrag.store.client import ServerOptions
+            from mmrag.store.server import ServerOptions
 
             self.index_dir.mkdir(parents=True, exist_ok=True)
             if self.config.store.url is None:
@@ -190,7 +190,7 @@ class Pipeline:
             progress: Show a progress bar on stderr.
             strict: Stop at the first bad file instead of reporting it and going on.
         """
-        from mmrag.indexer import Indexer
+        from mmrag.index.indexer import Indexer
 
         ocr = None
         if self.config.encoders.ocr or self.config.ingest.video_ocr:
@@ -199,8 +199,8 @@ class Pipeline:
             ocr = Ocr()
         caption_fn = None
         if self.config.ingest.caption:
-            from mmrag.answer import load_generator
-            from mmrag.ingest.captions import vlm_caption_fn
+            from mmrag.generate.loader import load_generator
+            from mmrag.index.captions import vlm_caption_fn
 
             caption_fn = vlm_caption_fn(load_generator(self.config.generate))
         store = self.store
@@ -213,7 +213,7 @@ class Pipeline:
             store.optimize()
             self._filter_reader = None
         if self.config.ingest.hubness_bank:
-            from mmrag.hubness import HubnessBanks
+            from mmrag.retrieve.hubness import HubnessBanks
 
             # Rebuilding costs two scrolls over the store: only when the banks are missing, were
             # drawn at another size, or more than 10% of the points changed since.
@@ -279,7 +279,8 @@ class Pipeline:
             hubness: Dual-bank hubness correction of dense scores (needs banks built at index time).
             filters_from_query: Read source names and dates in the question as filters.
         """
-        from mmrag.retrieval import rerank_config, retrieve
+        from mmrag.rerank import rerank_hits
+        from mmrag.retrieve.hybrid import rerank_config, retrieve
 
         if not query and image is None:
             raise MMRAGError("nothing to search: give a text query or an image")
@@ -289,27 +290,42 @@ class Pipeline:
         )
         rcfg = rerank_config(self.config.rerank, rerank, adaptive_k)
         scfg = self.config.search
-        return retrieve(
-            self,
+        k = k or scfg.k
+        use_rerank = rcfg.method != "none" and bool(query)
+        hub = scfg.hubness if hubness is None else hubness
+        from_query = scfg.filters_from_query if filters_from_query is None else filters_from_query
+        found = retrieve(
+            self.store,
+            self.embedders,
+            scfg,
             Query(query, img, flt),
-            k or scfg.k,
+            max(k, rcfg.candidates) if use_rerank else k,
             spaces=spaces,
-            rerank=rcfg,
-            hubness=scfg.hubness if hubness is None else hubness,
-            filters_from_query=scfg.filters_from_query if filters_from_query is None else filters_from_query,
+            banks=self.hubness_banks() if hub else None,
+            question_filters=self.filter_reader() if from_query and query else None,
         )
+        if use_rerank and query and found.hits:
+            hits, found.k, found.rerank, seconds = rerank_hits(
+                found.hits, query, k, rcfg, self.config.generate, self.embedders
+            )
+            found.hits = hits
+            if found.rerank is not None:
+                found.timings["rerank"] = seconds
+        else:
+            found.hits, found.k = found.hits[:k], min(k, len(found.hits))
+        return found
 
     def hubness_banks(self) -> HubnessBanks | None:
         """The hubness banks built at index time (None when the index has none)."""
         if self._banks is None:
-            from mmrag.hubness import HubnessBanks
+            from mmrag.retrieve.hubness import HubnessBanks
 
             self._banks = HubnessBanks.load(self.index_dir) or False
         return self._banks or None
 
     def build_hubness_banks(self) -> None:
         """Draw the query and gallery banks of every dense space the queries can reach (hubness)."""
-        from mmrag.hubness_build import build_index_banks
+        from mmrag.retrieve.banks import build_index_banks
 
         build_index_banks(self.store, self.embedders, self.config.ingest.hubness_bank, self.index_dir)
         self._banks = None
@@ -317,7 +333,7 @@ class Pipeline:
     def filter_reader(self) -> FilterReader:
         """Reads source names and dates from questions, with this index's vocabulary (cached)."""
         if self._filter_reader is None:
-            from mmrag.query_filters import FilterReader
+            from mmrag.retrieve.filters import FilterReader
 
             self._filter_reader = FilterReader.from_payloads(p["payload"] for p in self.store.scroll())
         return self._filter_reader
@@ -358,13 +374,16 @@ class Pipeline:
         Returns:
             `Answer` with `text`, `sources` (labels, scores, locators), `cited` and `timings`.
         """
-        from mmrag.answer import answer
+        from mmrag.answer.ask import answer
 
         if video is not None or choices:
-            from mmrag.video_qa import answer_video
+            from mmrag.answer.video.answer import answer_video
+            from mmrag.generate.loader import load_generator
 
             return answer_video(
-                self,
+                self.search,
+                self.store,
+                lambda: load_generator(self.config.generate),
                 question,
                 video,
                 choices,
@@ -382,9 +401,7 @@ class Pipeline:
             hits += self.search(image=img, k=k, modality=modality, path=path)
         found: HopResult | Retrieval  # its timings hold the rerank time that `answer` reports apart
         if multi_hop:
-            from mmrag.hops import multi_hop as run_hops
-
-            found = run_hops(self, question, k, mode=multi_hop, modality=modality, path=path, **options)
+            found = self.multi_hop(question, k, mode=multi_hop, modality=modality, path=path, **options)
         else:
             found = self.retrieve(question, k=k, modality=modality, path=path, **options)
         hits = _first_occurrences(hits + found.hits)
@@ -400,6 +417,25 @@ class Pipeline:
             t_rerank=found.timings.get("rerank", 0.0),
         )
 
+    def multi_hop(self, question: str, k: int, mode: str = "decompose", **options: Any) -> HopResult:
+        """Multi-hop retrieval (`mmrag.retrieve.multihop.multi_hop`) over this index, with its generator."""
+        from mmrag.retrieve.multihop import multi_hop
+
+        return multi_hop(
+            self.retrieve,
+            question,
+            k,
+            mode,
+            generate_fn=self._generate_fn,
+            rrf_k=self.config.search.rrf_k,
+            **options,
+        )
+
+    def _generate_fn(self, prompt: str, max_new_tokens: int) -> str:
+        from mmrag.generate.loader import load_generator
+
+        return str(load_generator(self.config.generate).generate(prompt, max_new_tokens=max_new_tokens))
+
     def generate(
         self, prompt: str, images: Sequence[str | Path | Image.Image] = (), stream: bool = False
     ) -> str | Iterator[str]:
@@ -408,7 +444,7 @@ class Pipeline:
         Returns:
             The text, or with `stream=True` an iterator over its pieces as they are generated.
         """
-        from mmrag.answer import load_generator
+        from mmrag.generate.loader import load_generator
 
         gen = load_generator(self.config.generate)
         imgs = [_open_query_image(im) for im in images]
@@ -421,7 +457,7 @@ class Pipeline:
             generator_memory: Load the generator (if not loaded yet) to report its memory footprint;
                 otherwise `generator.memory_bytes` is given only when it is already loaded.
         """
-        from mmrag.answer import generator_info
+        from mmrag.generate.loader import generator_info
         from mmrag.store.base import SearchFilter
 
         manifest = read_manifest(self.index_dir) or {}

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from mmrag import Pipeline
-from mmrag.answer import answer, generator_info, load_generator
+from mmrag.answer.ask import answer
 from mmrag.config import GenerateConfig
+from mmrag.generate.loader import generator_info, load_generator
 from mmrag.generate.tiny import tiny_llama
 from mmrag.types import Hit
 

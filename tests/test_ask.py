@@ -8,7 +8,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from mmrag import Pipeline
-from mmrag.answer import Answer, Source, pack_context
+from mmrag.answer.ask import Answer, Source, pack_context
 from mmrag.generate.tiny import tiny_llama, tiny_llava
 from mmrag.types import Hit
 

@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmrag.manifest import FileTable, read_manifest
+from mmrag.index.folder import FileTable, read_manifest
 from mmrag.store.base import BM25, StoreSchema
 from mmrag.store.edge import EdgeStore
 
@@ -46,7 +46,7 @@ DRIVER = textwrap.dedent(
     from PIL import Image
     from mmrag.cli import main
     from mmrag.config import MMRAGConfig
-    from mmrag.embed import Embedders
+    from mmrag.encoders.embedders import Embedders
 
     # Load (and run once) the encoders that `mmrag index --profile offline` will ask for.
     emb = Embedders(MMRAGConfig.load(profile="offline").encoders)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from mmrag.config import IngestConfig, MMRAGConfig
 from mmrag.ingest import parse_srt, parse_vtt, read_subtitles
 from mmrag.ingest.text import iter_text_chunks
-from mmrag.search import make_filter, parse_range
+from mmrag.retrieve.query import make_filter, parse_range
 from mmrag.store.base import SearchFilter
 from mmrag.types import IngestError, MMRAGError
 

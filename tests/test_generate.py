@@ -11,9 +11,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from mmrag.generate.data import CAPTION_QUESTION, folder_pairs, jsonl_pairs, load_pairs  # noqa: E402
 from mmrag.generate.llm import TextGenerator, load_causal_lm, quantization_config  # noqa: E402
 from mmrag.generate.tiny import tiny_llama  # noqa: E402
+from mmrag.train.data import CAPTION_QUESTION, folder_pairs, jsonl_pairs, load_pairs  # noqa: E402
 from mmrag.types import MMRAGError  # noqa: E402
 
 
@@ -209,7 +209,7 @@ def test_train_projector_then_cli_vqa(tmp_path: Path, monkeypatch: pytest.Monkey
     from mmrag.generate.bridge import BridgeConfig, BridgeModel
     from mmrag.generate.tiny import tiny_clip_vision
     from mmrag.generate.tiny import tiny_llama as make_llama
-    from mmrag.generate.train import TrainConfig, train_projector
+    from mmrag.train.projector import TrainConfig, train_projector
 
     monkeypatch.setenv("MMRAG_CACHE", str(tmp_path / "cache"))
     lines = []

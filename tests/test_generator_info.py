@@ -12,8 +12,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from mmrag import Pipeline  # noqa: E402
-from mmrag.answer import _GENERATORS, generator_info, memory_footprint  # noqa: E402
 from mmrag.config import GenerateConfig  # noqa: E402
+from mmrag.generate.loader import _GENERATORS, generator_info, memory_footprint  # noqa: E402
 from mmrag.generate.tiny import tiny_llama  # noqa: E402
 
 

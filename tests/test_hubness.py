@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import mmrag.hubness_build as hb
-from mmrag.hubness import FILE, HubnessBanks, build_banks, corrected_search, k_occurrence_skewness
+import mmrag.retrieve.banks as hb
+from mmrag.retrieve.hubness import FILE, HubnessBanks, build_banks, corrected_search, k_occurrence_skewness
 from mmrag.store.base import PointData, Store, StoreSchema, point_id
-from mmrag.store.client import ClientStore
+from mmrag.store.server import ClientStore
 from mmrag.types import MMRAGError
 
 DIM = 8

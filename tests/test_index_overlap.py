@@ -21,10 +21,10 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 from media import make_pdf, make_video, truncate  # noqa: E402
 
-import mmrag.indexer as indexer_mod  # noqa: E402
+import mmrag.index.indexer as indexer_mod  # noqa: E402
 from mmrag import Pipeline  # noqa: E402
 from mmrag.encoders.efficientnet import EfficientNetEncoder  # noqa: E402
-from mmrag.index_workers import End, Failed, FileFeed, Item, ReadAhead  # noqa: E402
+from mmrag.index.workers import End, Failed, FileFeed, Item, ReadAhead  # noqa: E402
 from mmrag.store.base import SearchFilter  # noqa: E402
 from mmrag.types import Chunk, MMRAGError  # noqa: E402
 

@@ -16,7 +16,7 @@ from PIL import Image  # noqa: E402
 
 from mmrag.generate.bridge import BridgeConfig, BridgeModel  # noqa: E402
 from mmrag.generate.tiny import tiny_clip_vision, tiny_llama  # noqa: E402
-from mmrag.generate.train import TrainConfig, _collate, encode_pair, train_projector  # noqa: E402
+from mmrag.train.projector import TrainConfig, _collate, encode_pair, train_projector  # noqa: E402
 from mmrag.types import MMRAGError  # noqa: E402
 
 COLOURS = [
@@ -51,7 +51,7 @@ def _digest(folder: str) -> str:
 
 def _loss(bridge: BridgeModel, root: Path) -> float:
     """Mean answer loss over the 8 training pairs, computed from images (no feature cache)."""
-    from mmrag.generate.data import jsonl_pairs
+    from mmrag.train.data import jsonl_pairs
 
     pairs = jsonl_pairs(root / "train.jsonl")
     batch = _collate([encode_pair(bridge, p) for p in pairs], int(bridge.tokenizer.pad_token_id or 0))

@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 sys.path.insert(0, str(Path(__file__).parent))
 from badfiles import BadCorpus, make_bad_corpus  # noqa: E402
 
-import mmrag.indexer as indexer_mod  # noqa: E402
+import mmrag.index.indexer as indexer_mod  # noqa: E402
 from mmrag import Pipeline  # noqa: E402
 from mmrag.cli import app  # noqa: E402
 from mmrag.config import IngestConfig  # noqa: E402

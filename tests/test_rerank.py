@@ -417,7 +417,7 @@ def test_bi_encoder_uses_the_index_embedders(tmp_path: Path) -> None:
     import tiny_models as tm
 
     from mmrag.config import EncoderConfig
-    from mmrag.embed import Embedders
+    from mmrag.encoders.embedders import Embedders
 
     emb = Embedders(
         EncoderConfig(

@@ -14,7 +14,7 @@ CRASHER = textwrap.dedent(
     """
     import os, sys
     from mmrag import Pipeline
-    import mmrag.indexer as ix
+    import mmrag.index.indexer as ix
 
     after = int(sys.argv[3])
     mode = sys.argv[4]

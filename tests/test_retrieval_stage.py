@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from mmrag.evals.multihop_answers import accuracy, gold_hits, is_correct
-from mmrag.hops import fuse_hits, parse_queries, rule_queries
-from mmrag.query_filters import FilterReader, find_dates, source_aliases
-from mmrag.retrieval import fuse
+from mmrag.retrieve.filters import FilterReader, find_dates, source_aliases
+from mmrag.retrieve.hybrid import fuse
+from mmrag.retrieve.multihop import fuse_hits, parse_queries, rule_queries
 from mmrag.store.base import ScoredPoint
 from mmrag.types import Hit, MMRAGError
 
@@ -146,8 +146,8 @@ def news_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_retrieve_with_filters_rerank_and_multi_hop(news_index: Path) -> None:
-    from mmrag.hops import multi_hop
     from mmrag.pipeline import Pipeline
+    from mmrag.retrieve.multihop import multi_hop
 
     with Pipeline.load(news_index) as p:
         q = "What did the TechCrunch report of December 15, 2023 say about Google?"
@@ -167,9 +167,8 @@ def test_retrieve_with_filters_rerank_and_multi_hop(news_index: Path) -> None:
             p.retrieve("Google", adaptive_k=True)
         with pytest.raises(MMRAGError, match="unknown reranker"):
             p.retrieve("Google", rerank="oracle")
-        res = multi_hop(
-            p, "Did Fortune report the FTX trial, while TechCrunch covered Epic Games?", 4, decomposer="rules"
-        )
+        question = "Did Fortune report the FTX trial, while TechCrunch covered Epic Games?"
+        res = multi_hop(p.retrieve, question, 4, decomposer="rules")
         assert len(res.queries) == 3  # the question and its two clauses
         texts = " ".join(h.text or "" for h in res.hits[:2])
         assert "Bankman-Fried" in texts and "Epic Games" in texts

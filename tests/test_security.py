@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from mmrag import Pipeline
 from mmrag.cli import app
 from mmrag.config import MMRAGConfig
-from mmrag.manifest import SCHEMA_VERSION, read_manifest
+from mmrag.index.folder import SCHEMA_VERSION, read_manifest
 from mmrag.types import IndexMismatchError, MMRAGError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,8 +120,9 @@ def test_no_network_at_import(tmp_path: Path) -> None:
             return real_connect(self, address)
         socket.socket.connect = connect
         socket.getaddrinfo = refuse("getaddrinfo")
-        import mmrag, mmrag.cli, mmrag.pipeline, mmrag.search, mmrag.ingest, mmrag.store, mmrag.encoders
-        import mmrag.store.edge, mmrag.store.client, mmrag.registry, mmrag.generate
+        import mmrag, mmrag.cli, mmrag.pipeline, mmrag.retrieve.query, mmrag.ingest, mmrag.store
+        import mmrag.encoders
+        import mmrag.store.edge, mmrag.store.server, mmrag.registry, mmrag.generate
         print(json.dumps(attempts))
         """
     )

@@ -20,8 +20,8 @@ from mmrag.store import (
     open_store,
     point_id,
 )
-from mmrag.store.client import ClientStore
 from mmrag.store.edge import EdgeStore
+from mmrag.store.server import ClientStore
 from mmrag.types import IndexLockedError, IndexMismatchError, MMRAGError
 
 SCHEMA = StoreSchema(dense={"image": 8, "text": 4})

@@ -49,7 +49,7 @@ from test_store import (  # noqa: F401
 )
 
 from mmrag.store import PointData, Prefetch, StoreSchema, point_id
-from mmrag.store.client import ClientStore, ServerOptions, collection_config
+from mmrag.store.server import ClientStore, ServerOptions, collection_config
 from mmrag.types import MMRAGError
 
 KEY = "mmrag-test-key"

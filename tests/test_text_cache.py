@@ -16,7 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 from media import make_pdf  # noqa: E402
 
-import mmrag.embed as embed_mod  # noqa: E402
+import mmrag.encoders.embedders as embed_mod  # noqa: E402
 from mmrag import Pipeline  # noqa: E402
 
 PAGES = 12

@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 from mmrag.cli.transfer import export_index, import_index
 from mmrag.encoders.bm25 import Bm25Encoder
-from mmrag.manifest import SCHEMA_VERSION, FileTable, read_manifest, write_json_atomic
+from mmrag.index.folder import SCHEMA_VERSION, FileTable, read_manifest, write_json_atomic
+from mmrag.index.transfer import CHECKPOINT, copy_index, export_bundle, import_bundle
 from mmrag.store import PointData, Prefetch, SearchFilter, Store, StoreSchema, point_id
-from mmrag.store.client import ClientStore
 from mmrag.store.edge import EdgeStore
-from mmrag.store.transfer import CHECKPOINT, copy_index, export_bundle, import_bundle
+from mmrag.store.server import ClientStore
 from mmrag.types import MMRAGError
 
 SCHEMA = StoreSchema(dense={"image": 8, "text": 4})

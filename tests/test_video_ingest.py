@@ -25,8 +25,8 @@ from media import (
 from PIL import Image
 
 from mmrag.config import IngestConfig
+from mmrag.index.captions import caption_chunks, clip_image, with_caption
 from mmrag.ingest import iter_chunks
-from mmrag.ingest.captions import caption_chunks, clip_image, with_caption
 from mmrag.ingest.frames import Slot, StreamScan, frames_at, plan_steps
 from mmrag.ingest.shots import ShotDetector, fixed_windows, histogram_distance, hsv_histogram
 from mmrag.ingest.subtitles import ass_text, read_embedded_subtitles
@@ -364,7 +364,7 @@ def test_clip_image_grid_and_caption_line() -> None:
 @pytest.mark.slow  # loads the offline encoders and indexes
 def test_caption_clips_on_an_existing_index(tmp_path: Path) -> None:
     from mmrag import Pipeline
-    from mmrag.ingest.captions import caption_clips
+    from mmrag.index.captions import caption_clips
     from mmrag.store.base import SearchFilter
 
     video = make_video(tmp_path / "v.mp4", seconds=8, fps=10, seconds_per_colour=2.0)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 from media import BLUE, GREEN, RED, YELLOW, make_srt, make_video
 
-from mmrag.types import Hit, MMRAGError
-from mmrag.video_qa import (
+from mmrag.answer.video.answer import answer_video
+from mmrag.answer.video.clips import (
     VideoClip,
     VideoQAOptions,
-    answer_video,
     cite_clips,
     clip_weights,
     context_clips,
@@ -21,8 +21,15 @@ from mmrag.video_qa import (
     retrieve_clips,
     time_filter,
 )
-from mmrag.video_qa_frames import format_span, frames_for_clip, hms, sample_video_frames, split_frame_budget
-from mmrag.video_qa_score import log_mixture, log_softmax, naive_bayes, reduce_logprobs
+from mmrag.answer.video.frames import (
+    format_span,
+    frames_for_clip,
+    hms,
+    sample_video_frames,
+    split_frame_budget,
+)
+from mmrag.answer.video.scoring import log_mixture, log_softmax, naive_bayes, reduce_logprobs
+from mmrag.types import Hit, MMRAGError
 
 torch = pytest.importorskip("torch")
 
@@ -171,24 +178,24 @@ def test_retrieval_filters_by_video_and_time(index: Path, video: Path) -> None:
     from mmrag import Pipeline
 
     with Pipeline.load(index) as p:
-        hits = retrieve_clips(p, "bakery fire", video="walk.mp4", k=5)
+        hits = retrieve_clips(p.search, "bakery fire", video="walk.mp4", k=5)
         assert hits and hits[0].t_start == 10.0
         assert {h.t_start for h in hits} <= {10.0, 20.0}
-        late = retrieve_clips(p, "bakery fire", video="walk.mp4", time="00:25-00:40", k=5)
+        late = retrieve_clips(p.search, "bakery fire", video="walk.mp4", time="00:25-00:40", k=5)
         assert [h.t_start for h in late] == [20.0]  # clips overlapping 25-40 s only
-        assert retrieve_clips(p, "bakery fire", video="other.mp4", k=5) == []
+        assert retrieve_clips(p.search, "bakery fire", video="other.mp4", k=5) == []
 
 
 def test_neighbour_expansion(index: Path) -> None:
     from mmrag import Pipeline
 
     with Pipeline.load(index) as p:
-        hits = retrieve_clips(p, "fire broke out", k=1)
+        hits = retrieve_clips(p.search, "fire broke out", k=1)
         assert hits[0].t_start == 10.0
         opts = VideoQAOptions(context_clips=1)
 
         def starts(question: str, **kw: object) -> list[tuple[float | None, int | None]]:
-            clips = context_clips(p, question, hits, VideoQAOptions(context_clips=1, **kw))  # type: ignore[arg-type]
+            clips = context_clips(p.store, question, hits, VideoQAOptions(context_clips=1, **kw))  # type: ignore[arg-type]
             return [(c.hit.t_start, c.neighbour_of) for c in clips]
 
         assert starts("what happened after the fire broke out?") == [(10.0, None), (20.0, 1)]
@@ -196,7 +203,7 @@ def test_neighbour_expansion(index: Path) -> None:
         assert starts("when did the fire break out?") == [(10.0, None)]
         assert starts("when did the fire break out?", neighbours=True) == [(10.0, None), (0.0, 1), (20.0, 1)]
         assert starts("what happened after the fire?", neighbours=False) == [(10.0, None)]
-        clips = context_clips(p, "what happened after the fire?", hits, opts)
+        clips = context_clips(p.store, "what happened after the fire?", hits, opts)
         assert clip_weights(clips) == [1.0, 1.0]  # a neighbour weighs as its hit
 
 
@@ -227,8 +234,8 @@ def _reduce(values: list[float], normalise: str) -> float:
 
 @pytest.mark.parametrize("normalise", ["sum", "mean"])
 def test_text_llm_scores_equal_reference(tiny: dict[str, Path], normalise: str) -> None:
+    from mmrag.answer.video.scoring import score_choices
     from mmrag.generate.llm import TextGenerator
-    from mmrag.video_qa_score import score_choices
 
     gen = TextGenerator.load(str(tiny["llama"]), device="cpu")
     tok = gen.tokenizer
@@ -247,8 +254,8 @@ def test_text_llm_scores_equal_reference(tiny: dict[str, Path], normalise: str) 
 
 @pytest.mark.parametrize("normalise", ["sum", "mean"])
 def test_vlm_scores_equal_loss_reference(tiny: dict[str, Path], normalise: str) -> None:
+    from mmrag.answer.video.scoring import score_choices
     from mmrag.generate.vlm import VLMGenerator
-    from mmrag.video_qa_score import score_choices
 
     vlm = VLMGenerator.load(str(tiny["llava"]), device="cpu")
     images = _images()
@@ -279,7 +286,7 @@ def _tiny_bridge(tiny: dict[str, Path]) -> object:
 
 
 def test_bridge_scores_equal_reference_with_several_images(tiny: dict[str, Path]) -> None:
-    from mmrag.video_qa_score import score_choices, score_choices_each
+    from mmrag.answer.video.scoring import score_choices, score_choices_each
 
     bridge = _tiny_bridge(tiny)
     images = _images()
@@ -300,13 +307,22 @@ def test_bridge_scores_equal_reference_with_several_images(tiny: dict[str, Path]
 
 
 # -- end to end ---------------------------------------------------------------------------------------
+def _parts(p: Any) -> tuple[Any, Any, Any]:
+    """What `answer_video` reads: the search, the store and the generator's loader."""
+    from functools import partial
+
+    from mmrag.generate.loader import load_generator
+
+    return p.search, p.store, partial(load_generator, p.config.generate)
 
 
 def test_answer_video_multiple_choice_and_free_form(index: Path, tiny: dict[str, Path]) -> None:
     from mmrag import Pipeline
 
     with Pipeline.load(index, **{"generate.model": str(tiny["llava"]), "generate.max_new_tokens": 4}) as p:
-        a = answer_video(p, "what happened after the fire broke out?", "walk.mp4", ["red", "blue"], frames=3)
+        a = answer_video(
+            *_parts(p), "what happened after the fire broke out?", "walk.mp4", ["red", "blue"], frames=3
+        )
         assert a.scores is not None and a.chosen == max(range(2), key=a.scores.__getitem__)
         assert a.answer == ["red", "blue"][a.chosen]
         assert a.retrieved[0].t_start == 10.0
@@ -316,19 +332,19 @@ def test_answer_video_multiple_choice_and_free_form(index: Path, tiny: dict[str,
         assert sum(c.n_frames for c in a.clips) == 3
         assert set(a.timings) == {"retrieve", "load", "frames", "answer"}
         json.dumps(a.to_dict())
-        free = answer_video(p, "what did they eat at the lighthouse?", "walk.mp4")
+        free = answer_video(*_parts(p), "what did they eat at the lighthouse?", "walk.mp4")
         assert free.choices is None and isinstance(free.answer, str)
         with pytest.raises(MMRAGError, match="no video clip"):
-            answer_video(p, "anything", "missing.mp4", ["a", "b"])
+            answer_video(*_parts(p), "anything", "missing.mp4", ["a", "b"])
         with pytest.raises(MMRAGError, match="two choices"):
-            answer_video(p, "anything", None, ["a"])
+            answer_video(*_parts(p), "anything", None, ["a"])
 
 
 def test_late_fusion_ablations_are_the_sources_alone(video: Path, tiny: dict[str, Path]) -> None:
     from dataclasses import replace
 
-    from mmrag.answer import Generator
-    from mmrag.video_qa_answer import answer_from_clips
+    from mmrag.answer.video.answer import answer_from_clips
+    from mmrag.generate.loader import Generator
 
     gen = Generator(_tiny_bridge(tiny), True, "tiny-bridge")
     clips = [

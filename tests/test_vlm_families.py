@@ -96,7 +96,7 @@ def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("quantize", QUANT)
 def test_idefics3_ask_sees_retrieved_image(index_dir: Path, idefics3_dir: str, quantize: bool) -> None:
     from mmrag import Pipeline
-    from mmrag.answer import _GENERATORS
+    from mmrag.generate.loader import _GENERATORS
 
     overrides = {
         "generate.model": idefics3_dir,

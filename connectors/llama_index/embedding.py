@@ -30,7 +30,7 @@ from .nodes import open_image
 if TYPE_CHECKING:
     import numpy as np
 
-    from mmrag.embed import Embedders
+    from mmrag.encoders.embedders import Embedders
     from mmrag.pipeline import Pipeline
 
 Space = Literal["text", "image"]
@@ -40,7 +40,7 @@ class MMRAGEmbedding(MultiModalEmbedding):
     """Embed text and images with the encoders of an mmrag config or index.
 
     Args:
-        embedders: The encoders (`Pipeline.embedders`, or `mmrag.embed.Embedders(cfg.encoders)`);
+        embedders: The encoders (`Pipeline.embedders`, or `mmrag.encoders.embedders.Embedders(cfg.encoders)`);
             they load on first use and are shared with every pipeline of the process.
         space: `text` or `image` (see the module docstring).
         **kwargs: llama-index `BaseEmbedding` fields (`embed_batch_size`, `callback_manager`).
@@ -70,7 +70,7 @@ class MMRAGEmbedding(MultiModalEmbedding):
     ) -> MMRAGEmbedding:
         """The encoders of a config profile (`"offline"`); overrides as in `MMRAGConfig.load`."""
         from mmrag.config import MMRAGConfig
-        from mmrag.embed import Embedders
+        from mmrag.encoders.embedders import Embedders
 
         cfg = MMRAGConfig.load(profile=profile, **overrides)
         return cls(Embedders(cfg.encoders), space)

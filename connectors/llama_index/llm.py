@@ -4,7 +4,7 @@ Chat messages are read block by block: `TextBlock`s make the text, `ImageBlock`s
 of retrieved `ImageNode`s in a multimodal query engine, or the user's own) go to a generator
 that reads images, up to `max_images`, in message order. A text LLM gets the conversation
 through its own chat template, turn by turn, and no images. The model loads on first use and
-is shared with every pipeline of the process (`mmrag.answer.load_generator`).
+is shared with every pipeline of the process (`mmrag.answer.ask.load_generator`).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from .nodes import open_image
 if TYPE_CHECKING:
     from PIL import Image
 
-    from mmrag.answer import Generator
     from mmrag.config import GenerateConfig
+    from mmrag.generate.loader import Generator
     from mmrag.pipeline import Pipeline
 
 # Roles a chat template knows; the others are spoken by the user side.
@@ -97,8 +97,8 @@ class MMRAGLLM(CustomLLM):
     def generator(self) -> Generator:
         """The loaded mmrag generator (loads it on first use)."""
         if self._gen is None:
-            from mmrag.answer import load_generator
             from mmrag.config import GenerateConfig
+            from mmrag.generate.loader import load_generator
 
             cfg = GenerateConfig(model=self.model, device=self.device, quantize=self.quantize)
             self._gen = load_generator(cfg)

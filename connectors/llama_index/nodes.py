@@ -3,7 +3,7 @@
 A `text` hit (a text chunk, a page's text window) becomes a `TextNode`. An `image`, `page` or
 `video` hit becomes an `ImageNode` carrying the picture behind it: the photo (by path, or inline),
 the rendered PDF page or the clip's first keyframe (inline base64, rendered by
-`mmrag.answer.hit_image`). The node id is the point id, so a node names the same point in every
+`mmrag.answer.ask.hit_image`). The node id is the point id, so a node names the same point in every
 run and in the store.
 
 llama-index's own `ImageNode.get_content_blocks` gives only metadata and the image: a page's
@@ -125,7 +125,7 @@ def hit_to_node(hit: Hit, images: ImageMode = "auto", image_px: int = 768) -> No
         if hit.modality == "image" and images == "auto" and Path(hit.path).is_file():
             node = MMRAGImageNode(image_path=hit.path, **common)
         else:
-            from mmrag.answer import hit_image
+            from mmrag.ingest.render import hit_image
 
             img = hit_image(hit)
             if img is not None:

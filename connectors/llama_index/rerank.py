@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from mmrag.config import GenerateConfig, RerankConfig
-    from mmrag.embed import Embedders
+    from mmrag.encoders.embedders import Embedders
     from mmrag.pipeline import Pipeline
     from mmrag.rerank import Reranker
 

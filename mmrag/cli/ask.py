@@ -141,10 +141,8 @@ def _ask_video(
     k: int,
     json_out: bool,
 ) -> None:
-    from mmrag.video_qa import answer_video
-
     with open_pipeline(index, None, None, qdrant_url, **overrides) as pipe:
-        ans = answer_video(pipe, question, video, choices, k=k, on_token=None if json_out else _echo)
+        ans = pipe.ask(question, video=video, choices=choices, k=k, on_token=None if json_out else _echo)
     if json_out:
         print_json(ans.to_dict())
         return

@@ -139,7 +139,7 @@ def open_pipeline(
     index: Path, profile: str | None, config: Path | None, qdrant_url: str | None, **overrides: Any
 ) -> Any:
     """An existing index reopens with its own encoders; a new one is built from profile/config/env."""
-    from mmrag.manifest import read_manifest
+    from mmrag.index.folder import read_manifest
     from mmrag.pipeline import Pipeline
 
     dotted = {("store.url" if k == "qdrant_url" else k): v for k, v in overrides.items()}

@@ -152,8 +152,8 @@ def train_projector(
 ) -> None:
     """Train a projector (LLaVA stage 1: frozen tower and LLM; --lora: stage 2) and save the bridge folder."""
     from mmrag.generate.bridge import BridgeConfig
-    from mmrag.generate.train import TrainConfig
-    from mmrag.generate.train import train_projector as run
+    from mmrag.train.projector import TrainConfig
+    from mmrag.train.projector import train_projector as run
 
     bridge = BridgeConfig.from_dict(
         {"vision": vision, "llm": llm, "vision_feature": feature, "n_visual_tokens": visual_tokens},

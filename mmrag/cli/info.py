@@ -51,7 +51,7 @@ def info(
     json_out: JsonOpt = False,
 ) -> None:
     """Show an index's encoders, point counts per modality, files, disk use and the generator."""
-    from mmrag.manifest import read_manifest
+    from mmrag.index.folder import read_manifest
     from mmrag.types import MMRAGError
 
     if read_manifest(index.expanduser().resolve()) is None:

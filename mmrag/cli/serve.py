@@ -51,7 +51,7 @@ def serve(
     Open http://HOST:PORT/ in a browser. JSON endpoints: /api/search, /api/ask, /api/ask/stream
     (Server-Sent Events), /api/info. One process holds the index; requests take turns on the models.
     """
-    from mmrag.manifest import read_manifest
+    from mmrag.index.folder import read_manifest
     from mmrag.types import MMRAGError
 
     if read_manifest(index.expanduser().resolve()) is None:

@@ -40,7 +40,7 @@ ProgressOpt = Annotated[bool, typer.Option(help="Progress bar on stderr.")]
 
 
 def _options(shards: int | None, replicas: int | None, quantization: str) -> Any:
-    from mmrag.store.client import ServerOptions
+    from mmrag.store.server import ServerOptions
 
     return ServerOptions(shard_number=shards, replication_factor=replicas, quantization=quantization)  # type: ignore[arg-type]
 
@@ -87,7 +87,7 @@ def export_index(
     Resumable: run the same command again after an interruption. The copy is checked afterwards
     (point counts, and a sample of vectors and payloads read back).
     """
-    from mmrag.store.transfer import copy_index, export_bundle, is_url
+    from mmrag.index.transfer import copy_index, export_bundle, is_url
 
     bar = progress and not json_out
     if is_url(to):
@@ -135,7 +135,7 @@ def import_index(
 
     Resumable: run the same command again after an interruption.
     """
-    from mmrag.store.transfer import BUNDLE, copy_index, import_bundle
+    from mmrag.index.transfer import BUNDLE, copy_index, import_bundle
 
     kwargs: dict[str, Any] = {
         "url": qdrant_url,

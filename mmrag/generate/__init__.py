@@ -20,8 +20,8 @@ _EXPORTS = {
     "load_causal_lm": "mmrag.generate.llm",
     "convert_gguf_to_hf": "mmrag.generate.llm",
     "cache_dir": "mmrag.generate.llm",
-    "TrainConfig": "mmrag.generate.train",
-    "train_projector": "mmrag.generate.train",
+    "TrainConfig": "mmrag.train.projector",
+    "train_projector": "mmrag.train.projector",
     "VLMGenerator": "mmrag.generate.vlm",
 }
 

@@ -32,7 +32,8 @@ from mmrag.types import MMRAGError
 
 if TYPE_CHECKING:
     from mmrag.config import GenerateConfig, RerankConfig
-    from mmrag.embed import Embedders
+    from mmrag.encoders.embedders import Embedders
+    from mmrag.types import Hit
 
 __all__ = [
     "METHODS",
@@ -43,6 +44,7 @@ __all__ = [
     "make_reranker",
     "passage",
     "rerank",
+    "rerank_hits",
 ]
 
 METHODS = ("none", "cross-encoder", "llm", "vlm", "bi-encoder")
@@ -128,3 +130,22 @@ def _load(method: str, model: str, device: str, quantize: bool | None) -> Rerank
 
         loaded = load_vlm_reranker(model, device=device, quantize=quantize)
     return loaded
+
+
+def rerank_hits(
+    hits: list[Hit],
+    question: str,
+    k: int,
+    cfg: RerankConfig,
+    generate: GenerateConfig | None = None,
+    embedders: Embedders | None = None,
+) -> tuple[list[Hit], int, str | None, float]:
+    """Rerank retrieved candidates for a question: (hits kept, k, reranker name, seconds).
+
+    With `method="none"` (or no model for the method) the first `k` candidates are kept as they are.
+    """
+    reranker = make_reranker(cfg, generate, embedders) if cfg.method != "none" and hits else None
+    if reranker is None:
+        return hits[:k], min(k, len(hits)), None, 0.0
+    res = rerank(reranker, question, hits, cfg, k)
+    return res.hits[: res.k], res.k, reranker.name, res.seconds

@@ -22,7 +22,7 @@ from mmrag.rerank.base import Reranker, passage
 from mmrag.types import Hit, MMRAGError
 
 if TYPE_CHECKING:
-    from mmrag.embed import Embedders
+    from mmrag.encoders.embedders import Embedders
 
 IMAGE_MODALITIES = ("image", "page", "video")
 
@@ -85,7 +85,7 @@ class BiEncoderReranker(Reranker):
         self, query: str, hits: Sequence[Hit], pictured: list[int], cos: np.ndarray, has_text: set[int]
     ) -> None:
         """Write the image-space cosine of each readable picture into `cos` (the max with its text cosine)."""
-        from mmrag.answer import hit_image
+        from mmrag.ingest.render import hit_image
 
         image_enc = self.embedders.image
         if image_enc is None:

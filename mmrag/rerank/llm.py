@@ -212,11 +212,11 @@ def load_llm_reranker(
 ) -> LLMReranker:
     """An `LLMReranker` over a causal LM (hub id, folder, or packaged name such as `smollm2-135m`).
 
-    The model comes from the generator cache (`mmrag.answer.load_generator`), so a reranker and a
+    The model comes from the generator cache (`mmrag.answer.ask.load_generator`), so a reranker and a
     generator on the same model share one copy. A VLM or bridge given here scores text only.
     """
-    from mmrag.answer import load_generator
     from mmrag.config import GenerateConfig
+    from mmrag.generate.loader import load_generator
 
     gen = load_generator(GenerateConfig(model=model_id, device=device, quantize=quantize))
     if gen.reads_images:

@@ -1,6 +1,6 @@
 """Pointwise VLM reranking: the LLM reranker's yes/no scoring, with the hit's picture in the prompt.
 
-Image, page and video hits are shown to the model as pictures (`mmrag.answer.hit_image`: the photo,
+Image, page and video hits are shown to the model as pictures (`mmrag.answer.ask.hit_image`: the photo,
 the rendered page, the clip's first keyframe) with their text under the `rerank.vlm` template; text
 hits, and hits whose file can no longer be read, are scored by the same model without an image under
 the plain `rerank` template. Two backends read images: a transformers VLM (`AutoProcessor` + model,
@@ -94,7 +94,7 @@ class VLMReranker(LLMReranker):
     """Yes/no reranking that shows the model each image-like hit's picture (template `rerank.vlm`)."""
 
     def score(self, query: str, hits: Sequence[Hit]) -> list[float]:
-        from mmrag.answer import hit_image
+        from mmrag.ingest.render import hit_image
 
         images = [hit_image(h) if h.modality in IMAGE_MODALITIES else None for h in hits]
         out = [0.0] * len(hits)
@@ -126,8 +126,8 @@ def load_vlm_reranker(
     Raises:
         MMRAGError: The model reads no images (use `rerank.method = llm`) or cannot be loaded.
     """
-    from mmrag.answer import load_generator
     from mmrag.config import GenerateConfig
+    from mmrag.generate.loader import load_generator
 
     gen = load_generator(GenerateConfig(model=model_id, device=device, quantize=quantize))
     if not gen.reads_images:

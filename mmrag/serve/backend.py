@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from mmrag.types import Hit, MMRAGError
 
 if TYPE_CHECKING:
-    from mmrag.answer import Answer
+    from mmrag.answer.ask import Answer
     from mmrag.pipeline import Pipeline
 
 K = TypeVar("K")
@@ -139,7 +139,7 @@ class Backend:
             self._pipe.store  # noqa: B018 - open the store now: a locked index fails here, not on a request
             self.refresh_files()
             if preload:
-                from mmrag.answer import load_generator
+                from mmrag.generate.loader import load_generator
 
                 load_generator(self._pipe.config.generate)
                 self._pipe.search("warm up", k=1)  # loads the query encoders
@@ -173,7 +173,8 @@ class Backend:
         on_token: Callable[[str], None] | None = None,
     ) -> Answer:
         """`Pipeline.ask`, remembering the sources' hits."""
-        from mmrag.answer import Answer, load_generator
+        from mmrag.answer.ask import Answer
+        from mmrag.generate.loader import load_generator
 
         reads_images = load_generator(self.pipe.config.generate).reads_images
         with self._render_lock if reads_images else contextlib.nullcontext():
@@ -195,7 +196,7 @@ class Backend:
             return hit
         for p in self.pipe.store.scroll():
             if str(p["id"]) == hit_id:
-                from mmrag.search import to_hits
+                from mmrag.retrieve.query import to_hits
                 from mmrag.store.base import ScoredPoint
 
                 hit = to_hits([ScoredPoint(hit_id, 0.0, p["payload"])])[0]
@@ -226,7 +227,7 @@ class Backend:
         cached = self._thumbs.get(hit.id)
         if cached is not None:
             return cached
-        from mmrag.answer import hit_image
+        from mmrag.ingest.render import hit_image
 
         with self._render_lock:
             img = hit_image(hit)

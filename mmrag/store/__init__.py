@@ -20,7 +20,7 @@ from mmrag.store.base import (
 )
 
 if TYPE_CHECKING:
-    from mmrag.store.client import ServerOptions
+    from mmrag.store.server import ServerOptions
 
 __all__ = [
     "BM25",
@@ -65,7 +65,7 @@ def open_store(
         from mmrag.store.edge import EdgeStore
 
         return EdgeStore(Path(index_dir) / "store", schema, options)
-    from mmrag.store.client import ClientStore, ServerOptions
+    from mmrag.store.server import ClientStore, ServerOptions
 
     if options is not None and not isinstance(options, ServerOptions):
         options = ServerOptions(**{k: getattr(options, k) for k in SearchOptions.__dataclass_fields__})

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from mmrag.store.base import BM25, PointData, SparseVec, Store
-from mmrag.store.client import ClientStore
 from mmrag.store.edge import EdgeStore
+from mmrag.store.server import ClientStore
 from mmrag.types import MMRAGError
 
 BUNDLE = "bundle.json"

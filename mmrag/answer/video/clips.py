@@ -13,15 +13,14 @@ subtitles shown during the clip as text). A question runs as:
    (`[00:12:31–00:12:41] ...`). With `choices`, each choice is scored by its log-likelihood as the
    reply and the best one wins (no free text is parsed): in one prompt holding everything
    (`joint`), or per clip and per source and then combined (`late`, for the projector bridge; see
-   `mmrag.video_qa_answer`). Without choices the generator writes a free-form answer.
+   `mmrag.answer.video.answer`). Without choices the generator writes a free-form answer.
 
 The answer names the clips it used with their time ranges (`HH:MM:SS–HH:MM:SS`).
 
 Example:
     >>> from mmrag import Pipeline
-    >>> from mmrag.video_qa import answer_video
     >>> with Pipeline.load("./tv", **{"generate.model": "~/.cache/mmrag/bridges/efficientnet-smollm2"}) as p:
-    ...     a = answer_video(p, "Where are they?", video="episode01.mkv", choices=["kitchen", "car"])
+    ...     a = p.ask("Where are they?", video="episode01.mkv", choices=["kitchen", "car"])
     ...     print(a.text)                                                          # doctest: +SKIP
     kitchen (clips: episode01.mkv 00:12:31–00:12:41)
 """
@@ -29,19 +28,18 @@ Example:
 from __future__ import annotations
 
 import re
-import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from mmrag.answer.video.frames import format_span
+from mmrag.answer.video.scoring import Normalise
 from mmrag.types import Hit, MMRAGError
-from mmrag.video_qa_frames import format_span
-from mmrag.video_qa_score import Normalise
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from mmrag.pipeline import Pipeline
+    from mmrag.store.base import Store
 
 Direction = Literal["before", "after"]
 ADJACENT_GAP = 0.5
@@ -212,14 +210,14 @@ def _clock_seconds(text: str, spec: str) -> float:
 
 
 def retrieve_clips(
-    pipe: Pipeline,
+    search_fn: Callable[..., list[Hit]],
     question: str,
     video: str | None = None,
     time: str | tuple[float, float] | None = None,
     k: int = 5,
 ) -> list[Hit]:
     """The top `k` video clips for a question (hybrid search), within one video and a time range."""
-    return pipe.search(question, k=k, modality="video", path=video, time=time_filter(time))
+    return search_fn(question, k=k, modality="video", path=video, time=time_filter(time))
 
 
 def neighbour_directions(question: str) -> set[Direction]:
@@ -232,12 +230,12 @@ def neighbour_directions(question: str) -> set[Direction]:
     return out
 
 
-def adjacent_clips(pipe: Pipeline, hit: Hit, directions: set[Direction]) -> list[Hit]:
+def adjacent_clips(store: Store, hit: Hit, directions: set[Direction]) -> list[Hit]:
     """The clips of the same video that end where `hit` starts (`before`) or start where it ends (`after`).
 
     "Where" allows a gap of up to `ADJACENT_GAP` seconds (clips of some segmenters do not touch).
     """
-    from mmrag.search import to_hits
+    from mmrag.retrieve.query import to_hits
     from mmrag.store.base import ScoredPoint, SearchFilter
 
     if hit.t_start is None or not directions:
@@ -245,7 +243,7 @@ def adjacent_clips(pipe: Pipeline, hit: Hit, directions: set[Direction]) -> list
     t0, t1 = hit.t_start, hit.t_end if hit.t_end is not None else hit.t_start
     gap = ADJACENT_GAP
     flt = SearchFilter(modalities=["video"], paths=[hit.path], t_min=t0 - gap, t_max=t1 + gap)
-    found = to_hits([ScoredPoint(str(p["id"]), 0.0, p["payload"]) for p in pipe.store.scroll(flt)])
+    found = to_hits([ScoredPoint(str(p["id"]), 0.0, p["payload"]) for p in store.scroll(flt)])
     out = []
     for h in sorted(found, key=lambda h: h.t_start or 0.0):
         if h.id == hit.id or h.t_start is None:
@@ -258,9 +256,7 @@ def adjacent_clips(pipe: Pipeline, hit: Hit, directions: set[Direction]) -> list
     return out
 
 
-def context_clips(
-    pipe: Pipeline, question: str, hits: Sequence[Hit], opts: VideoQAOptions
-) -> list[VideoClip]:
+def context_clips(store: Store, question: str, hits: Sequence[Hit], opts: VideoQAOptions) -> list[VideoClip]:
     """The clips the generator reads, in rank order: the top hits, then their neighbours."""
     top = [VideoClip(h, rank) for rank, h in enumerate(hits[: opts.context_clips], 1)]
     if opts.neighbours == "auto":
@@ -270,7 +266,7 @@ def context_clips(
     seen = {c.hit.id for c in top}
     extra: list[VideoClip] = []
     for c in top:
-        for h in adjacent_clips(pipe, c.hit, directions):
+        for h in adjacent_clips(store, c.hit, directions):
             if h.id not in seen:
                 seen.add(h.id)
                 extra.append(VideoClip(h, None, neighbour_of=c.rank))
@@ -281,73 +277,3 @@ def clip_weights(clips: Sequence[VideoClip]) -> list[float]:
     """Mixture weights for late fusion: 1/rank, a neighbour weighing as the hit it is adjacent to."""
     ranks = [c.rank if c.rank is not None else c.neighbour_of for c in clips]
     return [1.0 / r if r else 1.0 for r in ranks]
-
-
-# -- front door -----------------------------------------------------------------------------------
-
-
-def answer_video(
-    pipe: Pipeline,
-    question: str,
-    video: str | None = None,
-    choices: Sequence[str] | None = None,
-    *,
-    time_range: str | tuple[float, float] | None = None,
-    options: VideoQAOptions | None = None,
-    on_token: Callable[[str], None] | None = None,
-    **overrides: Any,
-) -> VideoAnswer:
-    """Answer a question about a (long) video from its retrieved clips.
-
-    Args:
-        pipe: An open pipeline over an index holding the video's clips; its `generate` config
-            names the generator (a bridge or VLM reads the frames; a text LLM the subtitles only).
-        question: The question.
-        video: Path or glob of the video (`episode01.mkv`); None searches every indexed video.
-        choices: Multiple choice: each is scored by log-likelihood and the best wins. None: free-form.
-        time_range: Only clips overlapping this range: `(lo, hi)` seconds, `"600-900"`, `"10:00-15:00"`.
-        options: `VideoQAOptions`; keyword `overrides` replace single fields (`frames=4`).
-        on_token: Free-form mode: called with each generated piece.
-
-    Returns:
-        `VideoAnswer`: `answer`, `text` (answer plus the clips' time ranges), `clips`, `retrieved`,
-        `scores` and `chosen` (multiple choice), `timings`.
-
-    Raises:
-        MMRAGError: No clip matches (no video indexed there, or the filters exclude everything).
-    """
-    from mmrag.answer import load_generator
-    from mmrag.video_qa_answer import answer_from_clips
-
-    opts = replace(options or VideoQAOptions(), **overrides)
-    if choices is not None and len(choices) < 2:
-        raise MMRAGError("multiple choice needs at least two choices")
-    t0 = time.perf_counter()
-    hits = retrieve_clips(pipe, question, video, time_range, max(opts.k, opts.context_clips))
-    if not hits:
-        where = f" in {video}" if video else ""
-        raise MMRAGError(f"no video clip found{where}: index the video first, or widen the filters")
-    clips = context_clips(pipe, question, hits, opts)
-    t_retrieve = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    gen = load_generator(pipe.config.generate)
-    t_load = time.perf_counter() - t1
-    ans = answer_from_clips(gen, question, clips, choices, opts, on_token=on_token)
-    ans.retrieved = hits[: opts.k]
-    ans.timings = {"retrieve": round(t_retrieve, 4), "load": round(t_load, 4), **ans.timings}
-    return ans
-
-
-__all__ = [
-    "VideoAnswer",
-    "VideoClip",
-    "VideoQAOptions",
-    "adjacent_clips",
-    "answer_video",
-    "cite_clips",
-    "clip_weights",
-    "context_clips",
-    "neighbour_directions",
-    "retrieve_clips",
-    "time_filter",
-]

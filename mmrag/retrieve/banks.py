@@ -1,9 +1,9 @@
-"""The two passes of `mmrag.hubness.build_banks` over a store: draw the banks, then each point's statistics.
+"""The two passes of `hubness.build_banks` over a store: draw the banks, then each point's statistics.
 
 Pass 1 keeps uniform samples (reservoir sampling, one scroll, memory O(bank size)) of each space's
 vectors and of one sentence per point with text. Pass 2 scrolls again and, block by block, computes
 every point's log normalisers over both banks with leave-one-out, and keeps a running top-k per bank
-entry for the DualDIS activation sets. The formulas are in `mmrag.hubness`.
+entry for the DualDIS activation sets. The formulas are in `mmrag.retrieve.hubness`.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mmrag.hubness import QueryEncoder, SpaceBanks
+from mmrag.retrieve.hubness import QueryEncoder, SpaceBanks
 from mmrag.types import MMRAGError
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from mmrag.embed import Embedders
+    from mmrag.encoders.embedders import Embedders
     from mmrag.store.base import Store
 
 # Points per block of pass 2: a block costs (bank size x BATCH) float64 per bank (32 MB at 1000).
@@ -312,8 +312,8 @@ def bank_statistics(
 
 def build_index_banks(store: Store, embedders: Embedders, size: int, index_dir: Path) -> None:
     """The banks of every dense space a text query reaches: `text`, and `image` when it is text-aligned."""
-    from mmrag.hubness import build_banks
-    from mmrag.search import _aligned
+    from mmrag.retrieve.hubness import build_banks
+    from mmrag.retrieve.query import _aligned
 
     def encode(space: str, texts: list[str]) -> np.ndarray:
         return np.stack(embedders.text_vectors(texts, space))

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from mmrag.manifest import MANIFEST, IndexLock, read_manifest, write_json_atomic
+from mmrag.index.folder import MANIFEST, IndexLock, read_manifest, write_json_atomic
 from mmrag.store.base import PointData, SparseVec, Store, StoreSchema
 from mmrag.store.bundle import (
     BUNDLE,
@@ -47,8 +47,8 @@ from mmrag.store.bundle import (
     StoreEnd,
     read_bundle,
 )
-from mmrag.store.client import ClientStore, ServerOptions
 from mmrag.store.edge import EdgeStore
+from mmrag.store.server import ClientStore, ServerOptions
 from mmrag.types import MMRAGError
 
 CHECKPOINT = ".transfer.json"
@@ -270,7 +270,7 @@ def _source_index(index: Path, api_key: str | None) -> Iterator[tuple[StoreEnd, 
 
 def _copy_files(src: Path, dest: Path) -> None:
     """Copy the file table with sqlite's online backup (consistent even while it is being read)."""
-    from mmrag.manifest import FileTable
+    from mmrag.index.folder import FileTable
 
     tmp = dest.with_name(dest.name + ".tmp")
     tmp.unlink(missing_ok=True)

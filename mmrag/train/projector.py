@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmrag.generate.bridge import BridgeConfig
-from mmrag.generate.data import Pair, load_pairs
 from mmrag.generate.llm import cache_dir
+from mmrag.train.data import Pair, load_pairs
 from mmrag.types import MMRAGError
 
 if TYPE_CHECKING:

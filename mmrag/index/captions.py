@@ -26,7 +26,7 @@ from mmrag.types import Chunk, IngestError
 if TYPE_CHECKING:
     from PIL import Image
 
-    from mmrag.embed import Embedders
+    from mmrag.encoders.embedders import Embedders
     from mmrag.store.base import Store
 
 CaptionFn = Callable[[list["Image.Image"]], list[str]]
@@ -150,7 +150,7 @@ def _caption_video(
     batch_size: int,
     how: How,
 ) -> int:
-    from mmrag.embed import chunk_text
+    from mmrag.encoders.embedders import chunk_text
     from mmrag.ingest.frames import frames_at
     from mmrag.store.base import PointData, SparseVec
 

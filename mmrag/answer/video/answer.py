@@ -23,14 +23,30 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from mmrag.video_qa import VideoAnswer, VideoClip, VideoQAOptions, clip_weights
-from mmrag.video_qa_frames import format_span, frames_for_clip, shrink, split_frame_budget
-from mmrag.video_qa_score import log_mixture, log_softmax, naive_bayes, score_choices, score_choices_each
+from mmrag.answer.video.clips import (
+    VideoAnswer,
+    VideoClip,
+    VideoQAOptions,
+    clip_weights,
+    context_clips,
+    retrieve_clips,
+)
+from mmrag.answer.video.frames import format_span, frames_for_clip, shrink, split_frame_budget
+from mmrag.answer.video.scoring import (
+    log_mixture,
+    log_softmax,
+    naive_bayes,
+    score_choices,
+    score_choices_each,
+)
+from mmrag.types import MMRAGError
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from mmrag.answer import Generator
+    from mmrag.generate.loader import Generator
+    from mmrag.store.base import Store
+    from mmrag.types import Hit
 
 ClipFrames = list[tuple[float, "Image.Image"]]
 """A clip's frames with their times (seconds)."""
@@ -145,7 +161,7 @@ def answer_from_clips(
     """Answer from given context clips (retrieval already done).
 
     Args:
-        gen: A loaded generator (`mmrag.answer.load_generator`).
+        gen: A loaded generator (`mmrag.answer.ask.load_generator`).
         question: The question.
         clips: Context clips in rank order (their `n_frames` are set when frames are decoded).
         choices: Multiple choice: score each and pick the likeliest. None: free-form.
@@ -199,4 +215,65 @@ def _generate(
     return "".join(pieces).strip()
 
 
-__all__ = ["ClipFrames", "answer_from_clips", "build_prompt", "decode_frames", "subtitle_context"]
+def answer_video(
+    search_fn: Callable[..., list[Hit]],
+    store: Store,
+    generator: Callable[[], Generator],
+    question: str,
+    video: str | None = None,
+    choices: Sequence[str] | None = None,
+    *,
+    time_range: str | tuple[float, float] | None = None,
+    options: VideoQAOptions | None = None,
+    on_token: Callable[[str], None] | None = None,
+    **overrides: Any,
+) -> VideoAnswer:
+    """Answer a question about a (long) video from its retrieved clips.
+
+    Args:
+        search_fn: `search_fn(question, k=..., modality="video", path=..., time=...)` returns hits
+            (`Pipeline.search` over an index holding the video's clips).
+        store: The index's store (the clips next to a hit are read from it).
+        generator: Returns the generator; called once clips were found (timed as `load`). A bridge
+            or VLM reads the frames; a text LLM the subtitles only.
+        question: The question.
+        video: Path or glob of the video (`episode01.mkv`); None searches every indexed video.
+        choices: Multiple choice: each is scored by log-likelihood and the best wins. None: free-form.
+        time_range: Only clips overlapping this range: `(lo, hi)` seconds, `"600-900"`, `"10:00-15:00"`.
+        options: `VideoQAOptions`; keyword `overrides` replace single fields (`frames=4`).
+        on_token: Free-form mode: called with each generated piece.
+
+    Returns:
+        `VideoAnswer`: `answer`, `text` (answer plus the clips' time ranges), `clips`, `retrieved`,
+        `scores` and `chosen` (multiple choice), `timings`.
+
+    Raises:
+        MMRAGError: No clip matches (no video indexed there, or the filters exclude everything).
+    """
+    opts = replace(options or VideoQAOptions(), **overrides)
+    if choices is not None and len(choices) < 2:
+        raise MMRAGError("multiple choice needs at least two choices")
+    t0 = time.perf_counter()
+    hits = retrieve_clips(search_fn, question, video, time_range, max(opts.k, opts.context_clips))
+    if not hits:
+        where = f" in {video}" if video else ""
+        raise MMRAGError(f"no video clip found{where}: index the video first, or widen the filters")
+    clips = context_clips(store, question, hits, opts)
+    t_retrieve = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    gen = generator()
+    t_load = time.perf_counter() - t1
+    ans = answer_from_clips(gen, question, clips, choices, opts, on_token=on_token)
+    ans.retrieved = hits[: opts.k]
+    ans.timings = {"retrieve": round(t_retrieve, 4), "load": round(t_load, 4), **ans.timings}
+    return ans
+
+
+__all__ = [
+    "ClipFrames",
+    "answer_from_clips",
+    "answer_video",
+    "build_prompt",
+    "decode_frames",
+    "subtitle_context",
+]

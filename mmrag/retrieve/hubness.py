@@ -311,7 +311,7 @@ def build_banks(
     Returns:
         The banks (also written to `index_dir/hubness.npz`).
     """
-    from mmrag.hubness_build import bank_statistics, draw_banks
+    from mmrag.retrieve.banks import bank_statistics, draw_banks
 
     if size < 1:
         raise MMRAGError(f"hubness bank size must be at least 1, got {size}")

@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmrag.embed import ChunkVectors, encode_chunks
 from mmrag.encoders.base import PixelEncoder
-from mmrag.index_workers import End, Failed, FileFeed, Header, Item, ReadAhead, serialized
-from mmrag.indexer import _reason, _version, read_chunks
+from mmrag.encoders.embedders import ChunkVectors, encode_chunks
+from mmrag.index.indexer import _reason, _version, read_chunks
+from mmrag.index.workers import End, Failed, FileFeed, Header, Item, ReadAhead, serialized
 from mmrag.types import FileError, IndexReport, IngestError, MMRAGError, NothingToIndex
 
 if TYPE_CHECKING:
-    from mmrag.indexer import Indexer
+    from mmrag.index.indexer import Indexer
 
 # What a bad file raises (the serial path catches the same): anything else stops the run.
 FILE_ERRORS = (IngestError, OSError, ValueError, RuntimeError, MemoryError)

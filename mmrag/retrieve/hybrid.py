@@ -5,7 +5,8 @@ One call runs, in order:
 2. one prefetch per space that can read the query (`text`, `bm25`, `image`), optionally restricted;
 3. fusion in Qdrant (RRF with `search.rrf_k`, or DBSF), or, with hubness correction on, the dense
    lists corrected by dual-bank normalisation (`mmrag/hubness.py`) and fused here the same way;
-4. a reranker over the fused candidates (`rerank.method`), keeping k hits or an adaptive number.
+The facade then hands the candidates to a reranker (`mmrag.rerank.rerank_retrieval`): this stage
+never imports `rerank/`.
 
 `Retrieval` records what happened (chosen k, filters, timings) for the CLI's `--json` and the evals.
 """
@@ -17,13 +18,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from mmrag.search import Query, build_prefetches, to_hits
+from mmrag.retrieve.query import Query, build_prefetches, to_hits
 from mmrag.store.base import BM25, Prefetch, ScoredPoint, SearchFilter
 from mmrag.types import Hit, MMRAGError
 
 if TYPE_CHECKING:
-    from mmrag.config import RerankConfig
-    from mmrag.pipeline import Pipeline
+    from mmrag.config import RerankConfig, SearchConfig
+    from mmrag.encoders.embedders import Embedders
+    from mmrag.retrieve.filters import FilterReader
+    from mmrag.retrieve.hubness import HubnessBanks
+    from mmrag.store.base import Store
 
 SPACES = ("text", "bm25", "image")
 
@@ -106,73 +110,80 @@ def _merge_filters(flt: SearchFilter | None, match: dict[str, list[str]]) -> Sea
 
 
 def _fetch(
-    pipe: Pipeline, prefetches: list[Prefetch], limit: int, flt: SearchFilter | None, hub: bool
+    store: Store,
+    search: SearchConfig,
+    prefetches: list[Prefetch],
+    limit: int,
+    flt: SearchFilter | None,
+    banks: HubnessBanks | None,
 ) -> list[ScoredPoint]:
-    cfg = pipe.config.search
-    if not hub:
-        return pipe.store.query(prefetches, limit=limit, flt=flt, fusion=cfg.fusion, rrf_k=cfg.rrf_k)
-    from mmrag.hubness import corrected_search
+    if banks is None:
+        return store.query(prefetches, limit=limit, flt=flt, fusion=search.fusion, rrf_k=search.rrf_k)
+    from mmrag.retrieve.hubness import corrected_search
 
-    banks = pipe.hubness_banks()
     lists: list[list[ScoredPoint]] = []
     for p in prefetches:
-        if p.using != BM25 and p.dense is not None and banks is not None and banks.has(p.using):
-            lists.append(corrected_search(pipe.store, banks, p.using, p.dense, p.limit, flt, 4 * p.limit))
+        if p.using != BM25 and p.dense is not None and banks.has(p.using):
+            lists.append(corrected_search(store, banks, p.using, p.dense, p.limit, flt, 4 * p.limit))
         else:
-            lists.append(pipe.store.query([p], limit=p.limit, flt=flt))
+            lists.append(store.query([p], limit=p.limit, flt=flt))
     if len(lists) == 1:
         return lists[0][:limit]
-    return fuse(lists, cfg.fusion, limit, cfg.rrf_k)
+    return fuse(lists, search.fusion, limit, search.rrf_k)
 
 
 def retrieve(
-    pipe: Pipeline,
+    store: Store,
+    embedders: Embedders,
+    search: SearchConfig,
     q: Query,
     k: int,
     *,
     spaces: Sequence[str] | None = None,
-    rerank: RerankConfig | None = None,
-    hubness: bool = False,
-    filters_from_query: bool = False,
+    banks: HubnessBanks | None = None,
+    question_filters: FilterReader | None = None,
 ) -> Retrieval:
-    """Run the retrieval stage for one parsed query (see the module docstring)."""
-    cfg = pipe.config.search
+    """Run the retrieval stage for one parsed query (see the module docstring); no reranking.
+
+    Args:
+        store: The index's store.
+        embedders: The index's encoders (the query is embedded into every space that reads it).
+        search: `prefetch`, `fusion` and `rrf_k`.
+        q: The query text and/or image, and the filters given with it.
+        k: Hits to return (the candidates a reranker will read, when one follows).
+        spaces: Restrict a text query to these spaces (`text`, `bm25`, `image`).
+        banks: Hubness banks: the dense lists are corrected with them (None: plain scores).
+        question_filters: Reads names and dates in the question as filters (None: none are read).
+    """
     timings: dict[str, float] = {}
     if spaces is not None:
         bad = [s for s in spaces if s not in SPACES]
         if bad:
             raise MMRAGError(f"unknown space {bad[0]!r}: choose from {', '.join(SPACES)}")
-    use_rerank = rerank is not None and rerank.method != "none"
-    limit = max(k, rerank.candidates) if use_rerank and rerank is not None else k
     t0 = time.perf_counter()
     match: dict[str, list[str]] = {}
-    if filters_from_query and q.text:
-        match = pipe.filter_reader().read(q.text).match()
-    prefetches = build_prefetches(q, pipe.embedders, cfg.prefetch, pipe.store.schema.dense, use=spaces)
+    if question_filters is not None and q.text:
+        match = question_filters.read(q.text).match()
+    prefetches = build_prefetches(q, embedders, search.prefetch, store.schema.dense, use=spaces)
     timings["embed"] = time.perf_counter() - t0
     if not prefetches:
         return Retrieval([], 0, timings=timings)
     t1 = time.perf_counter()
-    hub = hubness and pipe.hubness_banks() is not None
     if match:
-        points = _fetch(pipe, prefetches, limit, _merge_filters(q.flt, match), hub)
-        if len(points) < limit:  # the question's names were too narrow: fill from the unfiltered list
+        points = _fetch(store, search, prefetches, k, _merge_filters(q.flt, match), banks)
+        if len(points) < k:  # the question's names were too narrow: fill from the unfiltered list
             seen = {p.id for p in points}
-            points += [p for p in _fetch(pipe, prefetches, limit, q.flt, hub) if p.id not in seen]
-            points = points[:limit]
+            points += [p for p in _fetch(store, search, prefetches, k, q.flt, banks) if p.id not in seen]
+            points = points[:k]
     else:
-        points = _fetch(pipe, prefetches, limit, q.flt, hub)
+        points = _fetch(store, search, prefetches, k, q.flt, banks)
     timings["search"] = time.perf_counter() - t1
     hits = to_hits(points)
-    out = Retrieval(hits[:k], min(k, len(hits)), candidates=len(hits), filters=match, hubness=hub)
-    if use_rerank and rerank is not None and q.text and hits:
-        from mmrag.rerank import make_reranker
-        from mmrag.rerank import rerank as run_rerank
-
-        reranker = make_reranker(rerank, pipe.config.generate, pipe.embedders)
-        if reranker is not None:
-            res = run_rerank(reranker, q.text, hits, rerank, k)
-            out.hits, out.k, out.rerank = res.hits[: res.k], res.k, reranker.name
-            timings["rerank"] = res.seconds
-    out.timings = timings
-    return out
+    return Retrieval(
+        hits[:k],
+        min(k, len(hits)),
+        candidates=len(hits),
+        filters=match,
+        hubness=banks is not None,
+        timings=timings,
+    )

@@ -19,13 +19,10 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mmrag.store.base import ScoredPoint
 from mmrag.types import Hit, MMRAGError
-
-if TYPE_CHECKING:
-    from mmrag.pipeline import Pipeline
 
 MODES = ("decompose", "iterative")
 _SPLIT = re.compile(
@@ -77,7 +74,7 @@ def llm_queries(question: str, generate: Callable[[str], str], max_queries: int 
 
 def fuse_hits(lists: Sequence[Sequence[Hit]], limit: int, rrf_k: int) -> list[Hit]:
     """RRF over ranked hit lists (the first occurrence of a point keeps its payload)."""
-    from mmrag.retrieval import fuse
+    from mmrag.retrieve.hybrid import fuse
 
     by_id: dict[str, Hit] = {}
     ranked: list[list[ScoredPoint]] = []
@@ -92,68 +89,72 @@ def fuse_hits(lists: Sequence[Sequence[Hit]], limit: int, rrf_k: int) -> list[Hi
     return out
 
 
-def _generate_fn(pipe: Pipeline, max_new_tokens: int) -> Callable[[str], str]:
-    from mmrag.answer import load_generator
-
-    gen = load_generator(pipe.config.generate)
-    return lambda prompt: str(gen.generate(prompt, max_new_tokens=max_new_tokens))
-
-
 def multi_hop(
-    pipe: Pipeline,
+    retrieve_fn: Callable[..., Any],
     question: str,
     k: int,
     mode: str = "decompose",
     decomposer: str = "llm",
     hops: int = 2,
     max_queries: int = 4,
+    *,
+    generate_fn: Callable[[str, int], str] | None = None,
+    rrf_k: int = 60,
     **search: Any,
 ) -> HopResult:
     """Retrieve for a multi-hop question (see the module docstring).
 
     Args:
-        pipe: An open pipeline.
+        retrieve_fn: `retrieve_fn(query, k=k, **search)` returns an object with `.hits`
+            (`Pipeline.retrieve`).
         question: The question.
         k: Hits in the merged list.
         mode: `decompose` or `iterative`.
         decomposer: `llm` (the configured generator) or `rules` (decompose mode only).
         hops: Rounds in iterative mode.
         max_queries: Most sub-queries in decompose mode.
-        **search: Options for each `Pipeline.retrieve` (filters, `spaces`, `rerank`, ...).
+        generate_fn: `generate_fn(prompt, max_new_tokens)` writes sub-queries (the `llm` decomposer
+            and iterative mode need it).
+        rrf_k: RRF constant of the fusion of the lists.
+        **search: Options for each `retrieve_fn` call (filters, `spaces`, `rerank`, ...).
     """
     if mode not in MODES:
         raise MMRAGError(f"unknown multi-hop mode {mode!r}: choose from {', '.join(MODES)}")
     if decomposer not in ("llm", "rules"):
         raise MMRAGError(f"unknown decomposer {decomposer!r}: choose llm or rules")
+    if generate_fn is None and (mode == "iterative" or decomposer == "llm"):
+        raise MMRAGError(f"multi-hop {mode} with the {decomposer} decomposer needs a generator")
     t0 = time.perf_counter()
     timings: dict[str, float] = {"plan": 0.0}
     queries = [question]
-    lists = [pipe.retrieve(question, k=k, **search).hits]
+    lists = [retrieve_fn(question, k=k, **search).hits]
     if mode == "decompose":
         t1 = time.perf_counter()
         if decomposer == "rules":
             subs = rule_queries(question, max_queries)
         else:
-            subs = llm_queries(question, _generate_fn(pipe, 64), max_queries)
+            assert generate_fn is not None
+            subs = llm_queries(question, lambda p: generate_fn(p, 64), max_queries)
         timings["plan"] = time.perf_counter() - t1
         for q in subs:
             queries.append(q)
-            lists.append(pipe.retrieve(q, k=k, **search).hits)
+            lists.append(retrieve_fn(q, k=k, **search).hits)
     else:
         from mmrag.prompts import render_prompt
 
-        gen = _generate_fn(pipe, 32)
+        assert generate_fn is not None
+        gen = generate_fn
         for _ in range(max(0, hops - 1)):
-            seen = fuse_hits(lists, 3, pipe.config.search.rrf_k)
+            seen = fuse_hits(lists, 3, rrf_k)
             context = "\n".join(f"- {(h.text or '')[:300]}" for h in seen)
             t1 = time.perf_counter()
-            reply = gen(render_prompt("next_query", question=question, context=context))
+            reply = gen(render_prompt("next_query", question=question, context=context), 32)
             timings["plan"] += time.perf_counter() - t1
             nxt = parse_queries(reply, question, 1)
             if not nxt or nxt[0] in queries:
                 break
             queries.append(nxt[0])
-            lists.append(pipe.retrieve(nxt[0], k=k, **search).hits)
-    hits = fuse_hits(lists, k, pipe.config.search.rrf_k)
+            lists.append(retrieve_fn(nxt[0], k=k, **search).hits)
+    hits = fuse_hits(lists, k, rrf_k)
     timings["total"] = time.perf_counter() - t0
     return HopResult(hits, queries, timings)

@@ -7,7 +7,7 @@ before the record leaves the file unrecorded and the rerun does it again; a cras
 nothing. When a changed file is re-indexed, the points of its old version are deleted only once the
 new version is written, so a file that now fails keeps its old points.
 
-With `ingest.workers` > 0 (the default) `run` goes through `mmrag.index_overlap`: worker threads
+With `ingest.workers` > 0 (the default) `run` goes through `mmrag.index.overlap`: worker threads
 hash, decode and preprocess the next files while the encoders run on batches that span files,
 with the same guarantees. `ingest.workers = 0` is the serial path below, one file at a time.
 """
@@ -19,9 +19,9 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmrag.embed import Embedders, embed_chunks
 from mmrag.encoders.base import resolve_device
-from mmrag.index_workers import resolve_workers
+from mmrag.encoders.embedders import Embedders, embed_chunks
+from mmrag.index.workers import resolve_workers
 from mmrag.store.base import SearchFilter, Store
 from mmrag.types import Chunk, FileError, IndexReport, IngestError, MMRAGError, NothingToIndex
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from mmrag.config import IngestConfig, MMRAGConfig
-    from mmrag.manifest import FileTable
+    from mmrag.index.folder import FileTable
 
 # Chunks embedded together: bounds memory (a clip holds a few frames, a page one image).
 GROUP = 32
@@ -76,7 +76,7 @@ class Indexer:
         with _progress(progress, len(found)) as advance:
             try:
                 if workers:
-                    from mmrag.index_overlap import OverlappedRun
+                    from mmrag.index.overlap import OverlappedRun
 
                     # `embed_chunks` is read here, at call time, so a wrapper set on this module applies
                     OverlappedRun(self, embed_chunks, report, advance, strict, on_file, workers).run(found)
@@ -196,7 +196,7 @@ def read_chunks(
 
     chunks = iter_chunks(path, cfg, ocr=ocr)
     if cfg.caption and caption_fn is not None:
-        from mmrag.ingest.captions import caption_chunks
+        from mmrag.index.captions import caption_chunks
 
         chunks = caption_chunks(chunks, caption_fn, cfg.caption_batch)
     yield from chunks

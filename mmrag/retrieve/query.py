@@ -20,7 +20,7 @@ from mmrag.types import MODALITIES, Hit, MMRAGError
 if TYPE_CHECKING:
     from PIL import Image
 
-    from mmrag.embed import Embedders
+    from mmrag.encoders.embedders import Embedders
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Answers: pack the retrieved context, generate, cite; video QA under `answer.video`."""

@@ -1,0 +1,1 @@
+"""Index folders: the indexer, read-ahead workers, the folder (manifest, file table, lock), transfer."""

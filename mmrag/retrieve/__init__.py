@@ -1,0 +1,1 @@
+"""Retrieval: query to prefetches, hybrid fusion, filters, hubness correction, multi-hop."""

@@ -1,0 +1,1 @@
+"""Training the bridge's projector, and its data."""
