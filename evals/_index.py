@@ -25,16 +25,7 @@ if TYPE_CHECKING:
     from mmrag.pipeline import Pipeline
     from mmrag.types import IndexReport
 
-INDEX_CODE = (
-    "mmrag.ingest",
-    "mmrag.encoders",
-    "mmrag.store",
-    "mmrag.encoders.embedders",
-    "mmrag.index.indexer",
-    "mmrag.index.overlap",
-    "mmrag.index.workers",
-    "mmrag.index.folder",
-)
+INDEX_CODE = ("mmrag.types", "mmrag.ingest", "mmrag.encoders", "mmrag.store", "mmrag.index")
 """Modules and packages whose source builds an index (read, chunk, embed, store)."""
 
 
