@@ -32,12 +32,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mmrag.retrieve.hubness import (  # noqa: E402  (after the path set-up, like bench/generate.py)
+from mmrag.retrieve.banks import build_banks  # noqa: E402  (after the path set-up, like bench/generate.py)
+from mmrag.retrieve.hubness import (  # noqa: E402
     BETA_GALLERY,
     BETA_QUERY,
     DEFAULT_METHOD,
     HubnessBanks,
-    build_banks,
     corrected_search,
     k_occurrence_skewness,
 )

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import mmrag.retrieve.banks as hb
-from mmrag.retrieve.hubness import FILE, HubnessBanks, build_banks, corrected_search, k_occurrence_skewness
+from mmrag.retrieve.banks import build_banks
+from mmrag.retrieve.hubness import FILE, HubnessBanks, corrected_search, k_occurrence_skewness
 from mmrag.store.base import PointData, Store, StoreSchema, point_id
 from mmrag.store.server import ClientStore
 from mmrag.types import MMRAGError

@@ -227,7 +227,8 @@ def test_llm_without_chat_template_appends_answer_cue(llama_dir: str) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from mmrag.prompts import render_prompt
-    from mmrag.rerank.llm import LLMReranker, TextScorer
+    from mmrag.rerank.llm import LLMReranker
+    from mmrag.rerank.scoring import TextScorer
 
     model = AutoModelForCausalLM.from_pretrained(llama_dir).eval()
     tok = AutoTokenizer.from_pretrained(llama_dir)
@@ -270,7 +271,7 @@ def test_llm_reranker_in_4bit_follows_generate_config(llama_dir: str) -> None:
 def test_answer_tokens_of_a_bpe_vocabulary() -> None:
     """GPT-2-style vocabularies: "yes", " yes", "Yes", " Yes" are distinct first tokens, "YES" splits."""
     from mmrag.registry import get_model
-    from mmrag.rerank.llm import answer_token_ids
+    from mmrag.rerank.scoring import answer_token_ids
 
     desc = get_model(MINILM)
     if desc is None or not desc.available():

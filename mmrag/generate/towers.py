@@ -3,13 +3,16 @@
 `EfficientNetTower` wraps the packaged EfficientNet-Lite0; `HFVisionTower` any transformers vision
 model (CLIP, SigLIP, ...). Both give one pooled vector per image (T = 1) or a square grid of
 `n_visual_tokens` average-pooled patch features, as `BridgeConfig.vision_feature` says.
+
+The towers read their settings through `TowerConfig` (the fields of `BridgeConfig` they use), so
+this module does not import the bridge that imports it.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import torch
 from torch import nn
@@ -19,7 +22,25 @@ from mmrag.types import MMRAGError
 if TYPE_CHECKING:
     from PIL import Image
 
-    from mmrag.generate.bridge import BridgeConfig
+
+class TowerConfig(Protocol):
+    """What a tower reads of a bridge's config (`mmrag.generate.bridge.BridgeConfig` has these fields)."""
+
+    @property
+    def vision(self) -> str:
+        """`efficientnet-lite0` or a transformers CLIP/SigLIP model id or folder."""
+
+    @property
+    def vision_feature(self) -> str:
+        """`pooled` (one vector per image) or `grid` (a square grid of patch features)."""
+
+    @property
+    def vision_layer(self) -> int:
+        """Hidden-state layer read for `grid` features of a transformers tower."""
+
+    @property
+    def n_visual_tokens(self) -> int:
+        """Tokens per image of a `grid` feature."""
 
 
 def _grid_tokens(fmap: torch.Tensor, n_tokens: int) -> torch.Tensor:
@@ -31,7 +52,7 @@ def _grid_tokens(fmap: torch.Tensor, n_tokens: int) -> torch.Tensor:
 class EfficientNetTower(nn.Module):
     """The packaged EfficientNet-Lite0: pooled 1280-d feature or its 7x7 map."""
 
-    def __init__(self, config: BridgeConfig, device: str = "cpu") -> None:
+    def __init__(self, config: TowerConfig, device: str = "cpu") -> None:
         super().__init__()
         from mmrag.encoders.efficientnet import load_efficientnet_lite0
 
@@ -59,7 +80,7 @@ class EfficientNetTower(nn.Module):
 class HFVisionTower(nn.Module):
     """Any transformers vision model (CLIP, SigLIP, ...): pooled output or a layer's patch tokens."""
 
-    def __init__(self, model: nn.Module, processor: Any, config: BridgeConfig) -> None:
+    def __init__(self, model: nn.Module, processor: Any, config: TowerConfig) -> None:
         super().__init__()
         self.model: Any = model
         self.processor = processor
@@ -69,7 +90,7 @@ class HFVisionTower(nn.Module):
         self.dim = int(cast(Any, model).config.hidden_size)
 
     @classmethod
-    def from_pretrained(cls, config: BridgeConfig, device: str = "cpu", dtype: Any = None) -> HFVisionTower:
+    def from_pretrained(cls, config: TowerConfig, device: str = "cpu", dtype: Any = None) -> HFVisionTower:
         from transformers import AutoImageProcessor, AutoModel
 
         try:
@@ -98,7 +119,7 @@ class HFVisionTower(nn.Module):
         return _grid_tokens(fmap, self.n_tokens)
 
 
-def load_vision_tower(config: BridgeConfig, device: str = "cpu") -> nn.Module:
+def load_vision_tower(config: TowerConfig, device: str = "cpu") -> nn.Module:
     """The tower named by `config.vision`, frozen and in eval mode."""
     tower = (
         EfficientNetTower(config, device)

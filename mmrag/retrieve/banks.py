@@ -1,4 +1,4 @@
-"""The two passes of `hubness.build_banks` over a store: draw the banks, then each point's statistics.
+"""Building the hubness banks (`build_banks`): two passes over a store, then every point's statistics.
 
 Pass 1 keeps uniform samples (reservoir sampling, one scroll, memory O(bank size)) of each space's
 vectors and of one sentence per point with text. Pass 2 scrolls again and, block by block, computes
@@ -9,18 +9,28 @@ entry for the DualDIS activation sets. The formulas are in `mmrag.retrieve.hubne
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mmrag.retrieve.hubness import QueryEncoder, SpaceBanks
+from mmrag.retrieve.hubness import (
+    ACTIVATION_K,
+    BETA_GALLERY,
+    BETA_QUERY,
+    DEFAULT_METHOD,
+    METHODS,
+    HubnessBanks,
+    Method,
+    QueryEncoder,
+    SpaceBanks,
+)
 from mmrag.types import MMRAGError
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from mmrag.encoders.embedders import Embedders
     from mmrag.store.base import Store
 
@@ -310,9 +320,71 @@ def bank_statistics(
     return {space: a.result() for space, a in acc.items() if a.n or a.buf_ids}
 
 
+def build_banks(
+    store: Store,
+    spaces: Sequence[str],
+    size: int,
+    index_dir: Path,
+    query_encoder: QueryEncoder | None = None,
+    seed: int = 0,
+    *,
+    queries: Sequence[str] | None = None,
+    beta_query: float = BETA_QUERY,
+    beta_gallery: float = BETA_GALLERY,
+    activation_k: int = ACTIVATION_K,
+    method: Method = DEFAULT_METHOD,
+) -> HubnessBanks:
+    """Draw the query and gallery banks of each dense space, compute every point's statistics, save.
+
+    Two passes over the store (`scroll` with vectors): one samples the banks, one computes the
+    normalisers in blocks of `BATCH` points, so memory stays O(bank size x block + points) at any
+    store size. Spaces with no stored vector are left out.
+
+    Args:
+        store: The index's store.
+        spaces: Dense spaces to correct (e.g. `store.schema.dense`).
+        size: Points per bank (and per space); a smaller store puts every point in the banks.
+        index_dir: Where `hubness.npz` goes.
+        query_encoder: `(space, texts) -> vectors` embedding texts as queries of that space (None,
+            or a None result: the query bank is sampled stored vectors).
+        seed: Seed of the sampling.
+        queries: Query texts to use as the query bank instead of sentences of the stored texts.
+        beta_query: b1, the query bank's inverse temperature.
+        beta_gallery: b2, the gallery bank's inverse temperature.
+        activation_k: Neighbours of each bank entry that form the DualDIS activation sets.
+        method: The method `adjust` uses by default (`dualis` or `dualdis`).
+
+    Returns:
+        The banks (also written to `index_dir/hubness.npz`).
+    """
+    if size < 1:
+        raise MMRAGError(f"hubness bank size must be at least 1, got {size}")
+    if activation_k < 1:
+        raise MMRAGError(f"hubness activation_k must be at least 1, got {activation_k}")
+    if method not in METHODS:
+        raise MMRAGError(f"unknown hubness method {method!r}: choose from {', '.join(METHODS)}")
+    if queries is not None and not [q for q in queries if q.strip()]:
+        raise MMRAGError("hubness: the query list given for the query bank is empty")
+    rng = np.random.default_rng(seed)
+    drawn, store_points = draw_banks(store, spaces, size, rng, query_encoder, queries)
+    stats = bank_statistics(store, drawn, beta_query, beta_gallery, activation_k)
+    banks = HubnessBanks(
+        stats,
+        beta_query=float(beta_query),
+        beta_gallery=float(beta_gallery),
+        activation_k=int(activation_k),
+        method=method,
+        size=int(size),
+        seed=int(seed),
+        store_points=store_points,
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
+    banks.save(index_dir)
+    return banks
+
+
 def build_index_banks(store: Store, embedders: Embedders, size: int, index_dir: Path) -> None:
     """The banks of every dense space a text query reaches: `text`, and `image` when it is text-aligned."""
-    from mmrag.retrieve.hubness import build_banks
     from mmrag.retrieve.query import _aligned
 
     def encode(space: str, texts: list[str]) -> np.ndarray:

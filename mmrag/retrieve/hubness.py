@@ -20,11 +20,12 @@ in the dynamic inverted softmax of QB-Norm, Bogolin et al., CVPR 2022); otherwis
               = s(q, g)                                           otherwise
     s'(q, g)  = f_{B_q}(q, g) * f_{B_g}(q, g)
 
-All but s(q, g) depends on g alone, so `build_banks` computes, once per index, each point's log
-normalisers L_q(g) = log sum_{q'} exp(b1 s(q', g)) and L_g(g) = log sum_{g'} exp(b2 s(g', g)) and its
-two activation flags; `HubnessBanks.adjust` then costs O(candidates). It returns log s' (the same
-order as s', on a scale that score fusion can use): (b1 + b2) s - L_q - L_g for DualIS, with a factor
-that is not applied contributing log s (floored at 1e-6) for DualDIS.
+All but s(q, g) depends on g alone, so `build_banks` (in `mmrag.retrieve.banks`) computes, once per
+index, each point's log normalisers L_q(g) = log sum_{q'} exp(b1 s(q', g)) and
+L_g(g) = log sum_{g'} exp(b2 s(g', g)) and its two activation flags; `HubnessBanks.adjust` then
+costs O(candidates). It returns log s' (the same order as s', on a scale that score fusion can use):
+(b1 + b2) s - L_q - L_g for DualIS, with a factor that is not applied contributing log s (floored at
+1e-6) for DualDIS.
 
 Choices of ours (the paper draws both banks from a training split that an index does not have):
 - gallery bank: a uniform sample of `size` stored vectors of the space;
@@ -47,7 +48,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -272,71 +272,6 @@ class HubnessBanks:
             ) from e
         keys = ("method", "beta_query", "beta_gallery", "activation_k", "size", "seed", "store_points")
         return cls(spaces, created_at=str(meta.get("created_at", "")), **{k: meta[k] for k in keys})
-
-
-def build_banks(
-    store: Store,
-    spaces: Sequence[str],
-    size: int,
-    index_dir: Path,
-    query_encoder: QueryEncoder | None = None,
-    seed: int = 0,
-    *,
-    queries: Sequence[str] | None = None,
-    beta_query: float = BETA_QUERY,
-    beta_gallery: float = BETA_GALLERY,
-    activation_k: int = ACTIVATION_K,
-    method: Method = DEFAULT_METHOD,
-) -> HubnessBanks:
-    """Draw the query and gallery banks of each dense space, compute every point's statistics, save.
-
-    Two passes over the store (`scroll` with vectors): one samples the banks, one computes the
-    normalisers in blocks of `BATCH` points, so memory stays O(bank size x block + points) at any
-    store size. Spaces with no stored vector are left out.
-
-    Args:
-        store: The index's store.
-        spaces: Dense spaces to correct (e.g. `store.schema.dense`).
-        size: Points per bank (and per space); a smaller store puts every point in the banks.
-        index_dir: Where `hubness.npz` goes.
-        query_encoder: `(space, texts) -> vectors` embedding texts as queries of that space (None,
-            or a None result: the query bank is sampled stored vectors).
-        seed: Seed of the sampling.
-        queries: Query texts to use as the query bank instead of sentences of the stored texts.
-        beta_query: b1, the query bank's inverse temperature.
-        beta_gallery: b2, the gallery bank's inverse temperature.
-        activation_k: Neighbours of each bank entry that form the DualDIS activation sets.
-        method: The method `adjust` uses by default (`dualis` or `dualdis`).
-
-    Returns:
-        The banks (also written to `index_dir/hubness.npz`).
-    """
-    from mmrag.retrieve.banks import bank_statistics, draw_banks
-
-    if size < 1:
-        raise MMRAGError(f"hubness bank size must be at least 1, got {size}")
-    if activation_k < 1:
-        raise MMRAGError(f"hubness activation_k must be at least 1, got {activation_k}")
-    if method not in METHODS:
-        raise MMRAGError(f"unknown hubness method {method!r}: choose from {', '.join(METHODS)}")
-    if queries is not None and not [q for q in queries if q.strip()]:
-        raise MMRAGError("hubness: the query list given for the query bank is empty")
-    rng = np.random.default_rng(seed)
-    drawn, store_points = draw_banks(store, spaces, size, rng, query_encoder, queries)
-    stats = bank_statistics(store, drawn, beta_query, beta_gallery, activation_k)
-    banks = HubnessBanks(
-        stats,
-        beta_query=float(beta_query),
-        beta_gallery=float(beta_gallery),
-        activation_k=int(activation_k),
-        method=method,
-        size=int(size),
-        seed=int(seed),
-        store_points=store_points,
-        created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    )
-    banks.save(index_dir)
-    return banks
 
 
 def corrected_search(
