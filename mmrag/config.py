@@ -143,6 +143,21 @@ class IngestConfig:
     hubness_bank: int = 0
     """Size of the query and gallery banks that hubness correction (`search.hubness`) draws at the
     end of indexing, per dense space; 0 skips them."""
+    asr: Literal["auto", "always", "never"] = "auto"
+    """Speech to text for videos: `auto` transcribes a video that has no subtitle sidecar or stream,
+    `always` every video (the transcript joins the subtitles), `never` none. Audio files are always
+    transcribed (speech is all they hold)."""
+    asr_model: str = "Systran/faster-whisper-small"
+    """faster-whisper model: a registry id (`whisper-tiny.en`, packaged), a hub id or a folder in
+    CTranslate2 format. Part of the transcript cache key."""
+    asr_language: str | None = None
+    """Spoken language (`en`, `de`, ...); None detects it (recorded in the payload as `language`)."""
+    asr_beam_size: int = 5
+    """Beam width of the decoder; 1 is greedy (faster, a little less accurate)."""
+    asr_compute_type: str = "auto"
+    """CTranslate2 compute type: `auto` (int8 on CPU, float16 on GPU), `int8`, `float16`, `float32`."""
+    asr_device: str = "auto"
+    """`auto`, `cpu` or `cuda` for speech to text."""
 
 
 @dataclass
@@ -249,6 +264,7 @@ class MMRAGConfig:
             cfg.encoders.ocr = True
             cfg.encoders.cpu_bf16 = True
             cfg.generate.model = "smollm2-135m"
+            cfg.ingest.asr_model = "whisper-tiny.en"
         return cfg
 
     @classmethod

@@ -26,7 +26,7 @@ from mmrag.index.folder import (
     write_json_atomic,
 )
 from mmrag.retrieve.query import Query, make_filter
-from mmrag.types import Hit, IndexReport, MMRAGError
+from mmrag.types import MODALITIES, Hit, IndexReport, MMRAGError
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -242,7 +242,7 @@ class Pipeline:
             query: Text query (embedded into every space with a text side, and BM25).
             image: Image query (a path or PIL image), searched in the `image` space.
             k: Hits to return (default `config.search.k`; adaptive k may keep fewer).
-            modality: `image`, `page`, `video`, `text`, or a list of them.
+            modality: `image`, `page`, `video`, `text`, `audio`, or a list of them.
             path: Glob over indexed file paths (`*.pdf`, `reports/*`).
             pages: One-based page range, `3-5`.
             time: Time range in seconds, `10-60`.
@@ -462,7 +462,7 @@ class Pipeline:
 
         manifest = read_manifest(self.index_dir) or {}
         counts = {
-            m: self.store.count(SearchFilter(modalities=[m])) for m in ("image", "page", "video", "text")
+            m: self.store.count(SearchFilter(modalities=[m])) for m in MODALITIES
         }
         files = self.files.all()
         store_dir = self.index_dir / "store"

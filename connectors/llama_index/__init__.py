@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from .nodes import MMRAGImageNode as MMRAGImageNode
     from .nodes import hit_to_node as hit_to_node
     from .nodes import node_to_hit as node_to_hit
+    from .readers import AudioTranscriptReader as AudioTranscriptReader
     from .readers import PDFPageImageReader as PDFPageImageReader
     from .readers import VideoClipReader as VideoClipReader
     from .rerank import MMRAGReranker as MMRAGReranker
@@ -50,6 +51,7 @@ _LAZY = {
     "node_to_hit": "nodes",
     "PDFPageImageReader": "readers",
     "VideoClipReader": "readers",
+    "AudioTranscriptReader": "readers",
     "MMRAGReranker": "rerank",
     "MMRAGRetriever": "retriever",
 }

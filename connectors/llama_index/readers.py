@@ -1,11 +1,11 @@
-"""llama-index readers over mmrag's media ingest: video clips and rendered PDF pages as `ImageDocument`s.
+"""llama-index readers over mmrag's media ingest: video clips and rendered PDF pages as `ImageDocument`s,
+transcribed speech in audio files as `Document`s.
 
     from llama_index.core import SimpleDirectoryReader
-    docs = SimpleDirectoryReader(
-        "./media", file_extractor={".mp4": VideoClipReader(), ".pdf": PDFPageImageReader()}
-    ).load_data()
+    readers = {".mp4": VideoClipReader(), ".pdf": PDFPageImageReader(), ".mp3": AudioTranscriptReader()}
+    docs = SimpleDirectoryReader("./media", file_extractor=readers).load_data()
 
-Both stream (`lazy_load_data`): a video is decoded clip by clip, a PDF read page by page. Each
+They stream (`lazy_load_data`): a video is decoded clip by clip, a PDF read page by page. Each
 document's id is the point id mmrag's index gives the same clip or page (same file, same
 locator), and its metadata carries the same provenance as `MMRAGRetriever`'s nodes.
 """
@@ -112,6 +112,51 @@ class VideoClipReader(BaseReader):
         try:
             for chunk in iter_video_chunks(path, self.config):
                 yield _document(chunk, file_id, extra_info, "JPEG")
+        except MMRAGError as e:
+            raise MMRAGError(f"{path}: {e}") from e
+
+
+class AudioTranscriptReader(BaseReader):
+    """An audio file as one `Document` per stretch of speech: its transcript and its time range.
+
+    Metadata: `path`, `file_path`, `file_name`, `modality="audio"`, `t_start`, `t_end` (seconds),
+    `locator` (`00:00:00–00:00:08`), `point_id`, `duration`, `language` (detected or given) and
+    `transcript` (`asr:<model>`). Transcripts come from mmrag's cache when the file was transcribed
+    before with the same settings.
+
+    Args:
+        clip_seconds: Longest stretch of speech in one document (cues are never split).
+        config: Other ingest settings (`asr_model`, `asr_language`, ...); default `IngestConfig()`
+            with the packaged Whisper tiny.en.
+    """
+
+    def __init__(self, clip_seconds: float | None = None, config: IngestConfig | None = None) -> None:
+        import dataclasses
+
+        from mmrag.config import IngestConfig
+
+        cfg = config or IngestConfig(asr_model="whisper-tiny.en")
+        self.config = dataclasses.replace(cfg, clip_seconds=clip_seconds or cfg.clip_seconds)
+
+    def lazy_load_data(
+        self, file: str | Path, extra_info: dict[str, Any] | None = None, fs: Any = None
+    ) -> Iterator[Document]:
+        """Documents of one audio file, stretch by stretch (none when it holds no speech).
+
+        Raises:
+            MMRAGError: corrupt, zero-length, no audio stream or an unsupported codec (the message
+                names the file), or the speech model does not load.
+        """
+        from mmrag.ingest.audio import iter_audio_chunks
+        from mmrag.types import NothingToIndex
+
+        path = _local_path(file, fs)
+        file_id = _file_id(path)
+        try:
+            for chunk in iter_audio_chunks(path, self.config, digest=file_id):
+                yield _document(chunk, file_id, extra_info, "JPEG")
+        except NothingToIndex:
+            return
         except MMRAGError as e:
             raise MMRAGError(f"{path}: {e}") from e
 

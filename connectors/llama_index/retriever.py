@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 class MMRAGRetriever(BaseRetriever):
     """Retrieve nodes from an mmrag index with `Pipeline.search`.
 
-    Text hits come back as `TextNode`s, image/page/video hits as `ImageNode`s holding the photo,
+    Text and audio (transcribed speech) hits come back as `TextNode`s, image/page/video hits as
+    `ImageNode`s holding the photo,
     the rendered page or the clip's keyframe; each node's metadata carries `path`, `file_name`,
     `modality`, `page` (zero-based) and `page_label` (one-based), `t_start`/`t_end`, `locator`
     (`p.3`, `00:00:05–00:00:10`), `point_id` and the fused `score`. A `QueryBundle` with an
@@ -32,7 +33,7 @@ class MMRAGRetriever(BaseRetriever):
     Args:
         pipeline: An open pipeline (the caller closes it; `from_index` makes one the retriever owns).
         k: Nodes per query (default `pipeline.config.search.k`).
-        modality: Keep only these modalities (`image`, `page`, `video`, `text`).
+        modality: Keep only these modalities (`image`, `page`, `video`, `text`, `audio`).
         path: Glob over indexed file paths (`*.pdf`).
         pages: One-based page range (`3-5`).
         time: Clip time range in seconds (`10-60`).

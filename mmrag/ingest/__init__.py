@@ -1,4 +1,4 @@
-"""Readers that turn files into `Chunk`s: images, PDF pages, video clips, text and JSON corpora.
+"""Readers that turn files into `Chunk`s: images, PDF pages, video clips, speech, text and JSON corpora.
 
     from mmrag.config import IngestConfig
     from mmrag.ingest import discover, iter_chunks
@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mmrag.ingest.discover import (
+    AUDIO_EXTS,
     IMAGE_EXTS,
     PDF_EXTS,
     SUBTITLE_EXTS,
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from mmrag.config import IngestConfig
 
 __all__ = [
+    "AUDIO_EXTS",
     "IMAGE_EXTS",
     "PDF_EXTS",
     "SUBTITLE_EXTS",
@@ -73,7 +75,7 @@ def iter_chunks(
             a text layer. None skips OCR.
 
     Yields:
-        `image`, `page`, `video` or `text` chunks, in file order.
+        `image`, `page`, `video`, `audio` or `text` chunks, in file order.
 
     Raises:
         IngestError: unsupported type, zero bytes, unreadable, corrupt, truncated, encrypted or over
@@ -90,6 +92,15 @@ def iter_chunks(
         raise IngestError(f"cannot read file: {e.strerror or e}") from e
     if size == 0:
         raise IngestError("zero-byte file")
+    from mmrag.ingest.meta import with_document_meta
+
+    chunks = _read_chunks(path, kind, cfg, ocr)
+    yield from with_document_meta(chunks, path, cfg.meta_file, cfg.contextual)
+
+
+def _read_chunks(
+    path: Path, kind: Kind, cfg: IngestConfig, ocr: Callable[[Image.Image], str] | None
+) -> Iterator[Chunk]:
     try:
         if kind == "image":
             from mmrag.ingest.images import iter_image_chunks
@@ -103,6 +114,10 @@ def iter_chunks(
             from mmrag.ingest.video import iter_video_chunks
 
             yield from iter_video_chunks(path, cfg, ocr if cfg.video_ocr else None)
+        elif kind == "audio":
+            from mmrag.ingest.audio import iter_audio_chunks
+
+            yield from iter_audio_chunks(path, cfg)
         else:
             from mmrag.ingest.text import iter_text_chunks
 

@@ -19,17 +19,18 @@ from mmrag.types import FileError
 if TYPE_CHECKING:
     from mmrag.config import IngestConfig
 
-Kind = Literal["image", "pdf", "video", "text"]
+Kind = Literal["image", "pdf", "video", "text", "audio"]
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 VIDEO_EXTS = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ogv"}
 )
+AUDIO_EXTS = frozenset({".wav", ".mp3", ".m4a", ".flac", ".ogg", ".opus", ".oga", ".aac", ".wma"})
 PDF_EXTS = frozenset({".pdf"})
 TEXT_EXTS = frozenset({".txt", ".md", ".markdown", ".json", ".jsonl", ".ndjson"})
 SUBTITLE_EXTS = frozenset({".srt", ".vtt"})
 
-_INDEXED_EXTS = IMAGE_EXTS | VIDEO_EXTS | PDF_EXTS | TEXT_EXTS
+_INDEXED_EXTS = IMAGE_EXTS | VIDEO_EXTS | AUDIO_EXTS | PDF_EXTS | TEXT_EXTS
 _HASH_BLOCK = 1 << 20
 
 
@@ -47,6 +48,8 @@ def kind_of(path: Path) -> Kind | None:
         return "image"
     if ext in VIDEO_EXTS:
         return "video"
+    if ext in AUDIO_EXTS:
+        return "audio"
     if ext in PDF_EXTS:
         return "pdf"
     if ext in TEXT_EXTS:
@@ -65,7 +68,8 @@ def _is_animated_gif(path: Path) -> bool:
 
 
 def sidecars(path: Path) -> list[Path]:
-    """Files read together with `path`: a video's `<stem>.srt`/`.vtt`, an image's `<stem>.txt` caption."""
+    """Files read together with `path`: a video's `<stem>.srt`/`.vtt`, an image's `<stem>.txt` caption,
+    any file's `<file>.meta.json` metadata."""
     from mmrag.ingest.subtitles import find_subtitles
 
     path = Path(path)
@@ -76,21 +80,23 @@ def sidecars(path: Path) -> list[Path]:
     if ext in IMAGE_EXTS:
         caption = path.with_suffix(".txt")
         found.append(caption if caption.is_file() else None)
+    meta = path.with_name(path.name + ".meta.json")
+    found.append(meta if meta.is_file() else None)
     return [p for p in found if p is not None]
 
 
-def file_hash(path: Path) -> str:
+def file_hash(path: Path, with_sidecars: bool = True) -> str:
     """Content hash (BLAKE2b, 128-bit, hex) of a file and its sidecars, read in 1 MiB blocks.
 
     The sidecars (`sidecars`) are part of the hash so that editing a video's subtitles or an
-    image's caption makes the file count as changed; a file without sidecars hashes to the plain
-    BLAKE2b of its bytes.
+    image's caption makes the file count as changed; a file without sidecars (or with
+    `with_sidecars=False`: what keys a video's transcript) hashes to the plain BLAKE2b of its bytes.
 
     Raises:
         OSError: the file cannot be read.
     """
     h = hashlib.blake2b(digest_size=16)
-    for i, part in enumerate([Path(path), *sidecars(Path(path))]):
+    for i, part in enumerate([Path(path), *(sidecars(Path(path)) if with_sidecars else [])]):
         if i:
             h.update(b"\0sidecar" + part.suffix.lower().encode() + b"\0")
         with open(part, "rb") as f:
@@ -222,6 +228,8 @@ def _walk(root: Path, cfg: IngestConfig, add: Callable[[Path], None], errors: li
             stem, ext = os.path.splitext(entry.name)
             if ext.lower() == ".txt" and stem in stems:
                 continue  # caption of the image beside it, read by the image reader
+            if entry.name.endswith(".meta.json") and os.path.exists(path.with_name(entry.name[:-10])):
+                continue  # metadata of the file beside it (mmrag/ingest/meta.py)
             if ext.lower() not in _INDEXED_EXTS:  # by name only: kind_of opens GIFs
                 continue
             if not entry.is_file():

@@ -20,6 +20,12 @@ A clip's text is the subtitles shown during it: a sidecar `<stem>.srt`/`.vtt` if
 the file's own text subtitle stream; the cues themselves, with their times, go in the payload
 (`subs`). With an OCR function, the text read in the clip's middle frame is added (`ocr`).
 
+Speech (`ingest.asr`): with `auto` a video that has neither gets its audio transcribed
+(`mmrag.ingest.asr`), and the transcript's cues take the subtitles' place, the same way; `always`
+adds them to the subtitles. A video without an audio stream is left as it is; one whose audio
+cannot be decoded (or whose speech model does not load) is indexed from its frames, with a
+warning and the reason in the payload (`asr_error`).
+
 Times are seconds from the first frame. A last clip adding less than `MIN_TAIL_SECONDS` (or a
 quarter clip) past the one before is merged into it.
 """
@@ -58,6 +64,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from mmrag.config import IngestConfig
+    from mmrag.ingest.asr import Transcript
 
 log = logging.getLogger("mmrag.ingest")
 
@@ -319,6 +326,25 @@ def _subtitles(path: Path, scan: StreamScan) -> tuple[list[Cue], str | None]:
     return [], None
 
 
+def _speech(path: Path, cfg: IngestConfig, has_subtitles: bool) -> tuple[Transcript | None, str | None]:
+    """The transcript of the video's audio when `ingest.asr` asks for one, or the reason there is none
+    (None when no transcript was wanted or the video has no audio stream)."""
+    mode = getattr(cfg, "asr", "never")
+    if mode not in ("auto", "always", "never"):
+        raise MMRAGError(f"asr must be auto, always or never (got {mode!r})")
+    if mode == "never" or (mode == "auto" and has_subtitles):
+        return None, None
+    from mmrag.ingest.asr import AsrSettings, NoAudioStream, transcribe
+
+    try:
+        return transcribe(path, AsrSettings.from_config(cfg)), None
+    except NoAudioStream:
+        return None, None
+    except MMRAGError as e:  # bad audio, or a speech model that does not load: the frames still count
+        log.warning("%s: speech not transcribed, indexing the frames only: %s", path, e)
+        return None, str(e)
+
+
 def _chunk(
     path: Path, clip: Clip, index: int, cues: list[Cue], meta: dict[str, Any], ocr: Callable[..., str] | None
 ) -> Chunk:
@@ -358,12 +384,14 @@ def iter_video_chunks(
     Locators are `t=<start>-<end>` with millisecond precision. `meta` (the payload) holds `fps`,
     `width`, `height` (as displayed), `duration`, `video` (the file's stem), `clip` (index),
     `frame_times`, `subs` (`[start, end, text]` of the cues shown), `subtitles` (their source:
-    `srt`, `vtt` or `embedded:<codec>`), `segment`, and `shot` (shot mode) and `ocr` when set.
+    `srt`, `vtt`, `embedded:<codec>`, `asr`, or `<source>+asr` with `asr="always"`), `segment`, and
+    `shot` (shot mode), `ocr`, `language` and `transcript` (`asr:<model>`) and `asr_error` when set.
 
     Args:
         path: The video.
         cfg: Ingest settings (`clip_seconds`, `frames_per_clip`, and where present `clip_overlap`,
-            `segment`, `shot_threshold`, `min_shot_seconds`, `video_sampling`, `subtitle_language`).
+            `segment`, `shot_threshold`, `min_shot_seconds`, `video_sampling`, `subtitle_language`,
+            `asr` and the `asr_*` settings).
         ocr: Text from an image; read on each clip's middle frame. None skips OCR.
 
     Raises:
@@ -384,6 +412,10 @@ def iter_video_chunks(
         if info.duration is None or (scan.end and scan.error is None):
             info.duration = scan.end or info.duration
         cues, source = _subtitles(path, scan)
+        transcript, asr_error = _speech(path, cfg, source is not None)
+        if transcript is not None and transcript.cues:
+            cues = sorted([*cues, *transcript.cues], key=lambda c: (c.start, c.end))
+            source = f"{source}+asr" if source else "asr"
         meta: dict[str, Any] = {
             "fps": info.fps,
             "width": info.width,
@@ -393,6 +425,10 @@ def iter_video_chunks(
         }
         if source:
             meta["subtitles"] = source
+        if transcript is not None:
+            meta.update(language=transcript.language, transcript=f"asr:{transcript.model}")
+        if asr_error:
+            meta["asr_error"] = asr_error
         if scan.error:
             log.warning(
                 "%s: packets unreadable after %.1f s (%s); indexing what comes before",

@@ -9,7 +9,7 @@ Endpoints:
                                 then one `done` event (the answer, as `/api/ask` returns it),
                                 or one `error` event (`{"error"}`)
     GET  /api/thumb/{hit_id}    a JPEG of an image, PDF-page or video hit
-    GET  /api/media/{file_id}   an indexed video file (HTTP Range requests answered with 206)
+    GET  /api/media/{file_id}   an indexed video or audio file (HTTP Range requests answered with 206)
 
 >>> from mmrag.serve.app import create_app
 >>> app = create_app("./idx")   # doctest: +SKIP  (then: uvicorn.run(app))
@@ -166,7 +166,7 @@ async def media(request: Request) -> Response:
     file_id = request.path_params["file_id"]
     path = _backend(request).media_path(file_id)
     if path is None:
-        return JSONResponse({"error": f"no indexed video with id {file_id!r}"}, status_code=404)
+        return JSONResponse({"error": f"no indexed video or audio file with id {file_id!r}"}, status_code=404)
     return FileResponse(path)  # answers Range requests with 206 Partial Content
 
 

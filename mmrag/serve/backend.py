@@ -35,6 +35,8 @@ T = TypeVar("T")
 _HIT_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 _FILE_ID = re.compile(r"^[0-9a-f]{16,128}$")
 PICTURED = ("image", "page", "video")
+PLAYED = ("video", "audio")
+"""Modalities whose hits the page plays from `t_start` (`/api/media/{file_id}`)."""
 """Modalities whose hits have a picture (the photo, the rendered page, the clip's keyframe)."""
 
 
@@ -209,11 +211,12 @@ class Backend:
         return self._hits.get(hit_id) if _HIT_ID.match(hit_id) else None
 
     def media_path(self, file_id: str) -> Path | None:
-        """The video file with this content hash, if the index holds one; None otherwise."""
-        from mmrag.ingest.discover import VIDEO_EXTS
+        """The video or audio file with this content hash, if the index holds one; None otherwise."""
+        from mmrag.ingest.discover import AUDIO_EXTS, VIDEO_EXTS
 
         path = self._by_hash.get(file_id) if _FILE_ID.match(file_id) else None
-        if path is None or Path(path).suffix.lower() not in VIDEO_EXTS or not Path(path).is_file():
+        playable = VIDEO_EXTS | AUDIO_EXTS
+        if path is None or Path(path).suffix.lower() not in playable or not Path(path).is_file():
             return None
         return Path(path)
 
@@ -243,12 +246,13 @@ class Backend:
 
     # -- JSON -----------------------------------------------------------------------------------------
     def hit_json(self, hit: Hit) -> dict[str, Any]:
-        """A hit for the page: its fields, locator, file name, and the URLs of its picture and video."""
+        """A hit for the page: its fields, locator, file name, and the URLs of its picture and of the
+        video or audio file it plays from (`media`)."""
         d = {k: v for k, v in hit.to_dict().items() if k != "payload"}
         file_id = str(hit.payload.get("file_hash") or "")
         d.update(name=Path(hit.path).name, locator=hit.locator(), file_id=file_id or None)
         d["thumb"] = f"/api/thumb/{hit.id}" if hit.modality in PICTURED else None
-        d["media"] = f"/api/media/{file_id}" if hit.modality == "video" and file_id else None
+        d["media"] = f"/api/media/{file_id}" if hit.modality in PLAYED and file_id else None
         return d
 
     def answer_json(self, ans: Answer) -> dict[str, Any]:
@@ -259,4 +263,4 @@ class Backend:
         return d
 
 
-__all__ = ["PICTURED", "Backend"]
+__all__ = ["PICTURED", "PLAYED", "Backend"]

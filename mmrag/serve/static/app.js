@@ -75,10 +75,15 @@ function videoBlock(s) {
   const start = s.t_start || 0;
   const end = s.t_end != null ? s.t_end : start;
   // The #t= media fragment starts the clip at t_start and pauses at t_end.
-  const video = el("video", {
-    src: `${s.media}#t=${start},${end}`, controls: "", preload: "metadata", poster: s.thumb,
-    class: "clip", dataset: { start: String(start), end: String(end) },
-  });
+  const video = s.modality === "audio"
+    ? el("audio", {
+      src: `${s.media}#t=${start},${end}`, controls: "", preload: "metadata",
+      class: "clip", dataset: { start: String(start), end: String(end) },
+    })
+    : el("video", {
+      src: `${s.media}#t=${start},${end}`, controls: "", preload: "metadata", poster: s.thumb,
+      class: "clip", dataset: { start: String(start), end: String(end) },
+    });
   const play = el("button", {
     type: "button", class: "play", text: `▶ ${s.locator}`,
     onclick: () => { video.currentTime = start; video.play().catch(() => {}); },
@@ -89,7 +94,7 @@ function videoBlock(s) {
 function sourceItem(s, words, cited) {
   const label = s.label != null ? s.label : null;
   const media = el("div", { class: "media" });
-  if (s.modality === "video" && s.media) media.append(...videoBlock(s));
+  if ((s.modality === "video" || s.modality === "audio") && s.media) media.append(...videoBlock(s));
   else if (s.thumb) {
     media.append(el("img", { class: "thumb", src: s.thumb, alt: `${s.name} ${s.locator}`.trim(), loading: "lazy" }));
   }
