@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -55,10 +56,14 @@ def conditions(flt: SearchFilter | None) -> list[Condition]:
     return out
 
 
-def dense_list(schema: StoreSchema, name: str, vec: np.ndarray, what: str) -> list[float]:
-    """`vec` as a float list after checking that the space exists and the dim fits."""
+def dense_list(schema: StoreSchema, name: str, vec: np.ndarray, what: str) -> Any:
+    """`vec` as a float list after checking that the space exists and the dim fits; in a multi-vector
+    space, a (tokens, dim) matrix as a list of float lists."""
+    if name in schema.multi:
+        return multi_list(schema, name, vec, what)
     if name not in schema.dense:
-        raise MMRAGError(f"{what}: unknown vector space {name!r} (the store has {sorted(schema.dense)})")
+        spaces = sorted(schema.dense) + sorted(schema.multi)
+        raise MMRAGError(f"{what}: unknown vector space {name!r} (the store has {spaces})")
     arr = np.asarray(vec, dtype=np.float32).reshape(-1)
     if arr.shape[0] != schema.dense[name]:
         want = schema.dense[name]
@@ -66,6 +71,20 @@ def dense_list(schema: StoreSchema, name: str, vec: np.ndarray, what: str) -> li
     if not np.all(np.isfinite(arr)):
         raise MMRAGError(f"{what}: vector {name!r} contains NaN or infinity")
     return arr.tolist()
+
+
+def multi_list(schema: StoreSchema, name: str, vec: np.ndarray, what: str) -> list[list[float]]:
+    """A multi-vector as rows of floats, after checking its shape and values."""
+    arr = np.asarray(vec, dtype=np.float32)
+    want = schema.multi[name]
+    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] != want:
+        raise MMRAGError(
+            f"{what}: multi-vector {name!r} has shape {arr.shape}, the store expects (tokens >= 1, {want})"
+        )
+    if not np.all(np.isfinite(arr)):
+        raise MMRAGError(f"{what}: multi-vector {name!r} contains NaN or infinity")
+    rows: list[list[float]] = arr.tolist()
+    return rows
 
 
 def check_sparse(indices: Sequence[int], values: Sequence[float], what: str) -> None:

@@ -45,7 +45,8 @@ class SparseVec:
 
 @dataclass
 class PointData:
-    """A point to upsert. `dense` maps a space name (`image`, `text`) to an L2-normalised vector."""
+    """A point to upsert. `dense` maps a space name (`image`, `text`) to an L2-normalised vector, and a
+    multi-vector space (`page`, `StoreSchema.multi`) to a (tokens, dim) matrix."""
 
     id: str
     dense: dict[str, np.ndarray] = field(default_factory=dict)
@@ -75,12 +76,18 @@ class SearchFilter:
 
 @dataclass
 class Prefetch:
-    """One candidate list: a dense query in a named space, or the sparse BM25 query."""
+    """One candidate list: a dense query in a named space, or the sparse BM25 query.
+
+    In a multi-vector space `dense` is the query's (tokens, dim) matrix, scored by MaxSim. `first`
+    is an optional earlier stage whose candidates this one rescores: late interaction prefetches
+    with the page's single pooled vector (HNSW) and reranks those with the full multi-vector.
+    """
 
     using: str
     dense: np.ndarray | None = None
     sparse: SparseVec | None = None
     limit: int = 50
+    first: Prefetch | None = None
 
 
 @dataclass
@@ -92,12 +99,17 @@ class ScoredPoint:
 
 @dataclass
 class StoreSchema:
-    """Named dense spaces with their dims (cosine distance); the sparse `bm25` space is always there."""
+    """Named dense spaces with their dims (cosine distance); the sparse `bm25` space is always there.
+
+    `multi` names the multi-vector (late-interaction) spaces with their per-token dims: cosine
+    similarities combined by MaxSim, and no HNSW graph (they only rerank an earlier stage).
+    """
 
     dense: dict[str, int]
     hnsw_m: int = 16
     hnsw_ef_construct: int = 100
     on_disk: bool = False
+    multi: dict[str, int] = field(default_factory=dict)
 
 
 # int8 scalar quantization clips the extreme 1% of values per dimension: the usual choice, and

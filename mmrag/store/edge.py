@@ -79,6 +79,18 @@ def _edge_config(qe: Any, schema: StoreSchema, options: SearchOptions) -> qdrant
         name: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine, memory=memory)
         for name, dim in schema.dense.items()
     }
+    # Late-interaction spaces rerank an earlier stage's candidates: MaxSim, and no HNSW graph (m=0),
+    # which for a page of ~1,000 patch vectors would cost far more than it saves.
+    no_graph = qe.HnswIndexConfig(m=0, ef_construct=schema.hnsw_ef_construct, full_scan_threshold=0)
+    maxsim = qe.MultiVectorConfig(comparator=qe.MultiVectorComparator.MaxSim)
+    for name, dim in schema.multi.items():
+        vectors[name] = qe.EdgeVectorParams(
+            size=dim,
+            distance=qe.Distance.Cosine,
+            memory=memory,
+            multivector_config=maxsim,
+            hnsw_config=no_graph,
+        )
     return qe.EdgeConfig(
         vectors=vectors,
         # IDF comes from the shard's own document frequencies; the encoder gives TF weights.
@@ -213,6 +225,16 @@ class EdgeStore(Store):
         assert p.dense is not None
         return qe.Query.Nearest(dense_list(self.schema, p.using, p.dense, "query"), using=p.using)
 
+    def _stage(self, p: Prefetch, edge_flt: Any) -> Any:
+        """One prefetch stage (with its own first stage, when it reranks one)."""
+        return self._qe.Prefetch(
+            limit=p.limit,
+            query=self._nearest(p),
+            prefetches=[self._stage(p.first, edge_flt)] if p.first is not None else None,
+            filter=edge_flt,
+            params=None if p.sparse is not None else self._params,
+        )
+
     def query(
         self,
         prefetches: Sequence[Prefetch],
@@ -229,22 +251,19 @@ class EdgeStore(Store):
             p = prefetches[0]
             params = None if p.sparse is not None else self._params
             request = qe.QueryRequest(
-                limit=limit, query=self._nearest(p), filter=edge_flt, with_payload=True, params=params
+                limit=limit,
+                query=self._nearest(p),
+                prefetches=[self._stage(p.first, edge_flt)] if p.first is not None else None,
+                filter=edge_flt,
+                with_payload=True,
+                params=params,
             )
         else:
             if fusion not in ("rrf", "dbsf"):
                 raise MMRAGError(f"unknown fusion {fusion!r} (use 'rrf' or 'dbsf')")
             # The filter goes into every prefetch: each candidate list is drawn from matching points
             # only, so a narrow filter cannot leave the fused list empty.
-            stages = [
-                qe.Prefetch(
-                    limit=p.limit,
-                    query=self._nearest(p),
-                    filter=edge_flt,
-                    params=None if p.sparse is not None else self._params,
-                )
-                for p in prefetches
-            ]
+            stages = [self._stage(p, edge_flt) for p in prefetches]
             fuse = qe.Fusion.Rrf(k=rrf_k) if fusion == "rrf" else qe.Fusion.Dbsf()
             request = qe.QueryRequest(limit=limit, prefetches=stages, query=fuse, with_payload=True)
         hits = self.shard.query(request)

@@ -96,6 +96,17 @@ def collection_config(schema: StoreSchema, options: ServerOptions) -> dict[str, 
         "vectors_config": {
             name: m.VectorParams(size=dim, distance=m.Distance.COSINE, on_disk=schema.on_disk or None)
             for name, dim in schema.dense.items()
+        }
+        | {
+            # Late interaction: MaxSim over token vectors, no HNSW graph (the space reranks a prefetch).
+            name: m.VectorParams(
+                size=dim,
+                distance=m.Distance.COSINE,
+                on_disk=schema.on_disk or None,
+                multivector_config=m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM),
+                hnsw_config=m.HnswConfigDiff(m=0),
+            )
+            for name, dim in schema.multi.items()
         },
         "sparse_vectors_config": {BM25: m.SparseVectorParams(modifier=m.Modifier.IDF)},
         "hnsw_config": m.HnswConfigDiff(m=schema.hnsw_m, ef_construct=schema.hnsw_ef_construct),
@@ -164,8 +175,9 @@ def _schema_differences(info: Any, schema: StoreSchema) -> list[str]:
     if params.vectors is not None and not isinstance(params.vectors, dict):
         return ["the collection has one unnamed dense vector; mmrag needs named vectors"]
     diffs = []
-    for name in sorted(set(vectors) | set(schema.dense)):
-        have, want = vectors.get(name), schema.dense.get(name)
+    wanted = {**schema.dense, **schema.multi}
+    for name in sorted(set(vectors) | set(wanted)):
+        have, want = vectors.get(name), wanted.get(name)
         if have is None:
             diffs.append(f"dense vector {name!r} (dim {want}) is missing from the collection")
         elif want is None:
@@ -174,6 +186,9 @@ def _schema_differences(info: Any, schema: StoreSchema) -> list[str]:
             diffs.append(f"dense vector {name!r} has dim {have.size} in the collection, {want} in the schema")
         elif have.distance != models.Distance.COSINE:
             diffs.append(f"dense vector {name!r} uses {have.distance} distance, not cosine")
+        elif (have.multivector_config is not None) != (name in schema.multi):
+            kind = "a multi-vector" if name in schema.multi else "a single vector"
+            diffs.append(f"vector {name!r} is {kind} in the schema but not in the collection")
     sparse = (params.sparse_vectors or {}).get(BM25)
     if sparse is None:
         diffs.append(f"sparse vector {BM25!r} is missing from the collection")
@@ -338,6 +353,17 @@ class ClientStore(Store):
         assert p.dense is not None
         return dense_list(self.schema, p.using, p.dense, "query")
 
+    def _stage(self, p: Prefetch, qflt: Any, params: Any) -> models.Prefetch:
+        """One prefetch stage (with its own first stage, when it reranks one)."""
+        return self._models.Prefetch(
+            query=self._query_vector(p),
+            using=p.using,
+            filter=qflt,
+            limit=p.limit,
+            params=params if p.sparse is None else None,
+            prefetch=[self._stage(p.first, qflt, params)] if p.first is not None else None,
+        )
+
     def query(
         self,
         prefetches: Sequence[Prefetch],
@@ -355,19 +381,12 @@ class ClientStore(Store):
             kwargs: dict[str, Any] = {"query": self._query_vector(p), "using": p.using, "query_filter": qflt}
             if params is not None and p.sparse is None:
                 kwargs["search_params"] = params
+            if p.first is not None:
+                kwargs["prefetch"] = [self._stage(p.first, qflt, params)]
         else:
             if fusion not in ("rrf", "dbsf"):
                 raise MMRAGError(f"unknown fusion {fusion!r} (use 'rrf' or 'dbsf')")
-            stages = [
-                m.Prefetch(
-                    query=self._query_vector(p),
-                    using=p.using,
-                    filter=qflt,
-                    limit=p.limit,
-                    params=params if p.sparse is None else None,
-                )
-                for p in prefetches
-            ]
+            stages = [self._stage(p, qflt, params) for p in prefetches]
             fuse: Any
             if fusion == "rrf" and rrf_k != RRF_K:
                 fuse = m.RrfQuery(rrf=m.Rrf(k=rrf_k))  # a parametrised RRF needs server 1.16+
