@@ -44,7 +44,7 @@ log = logging.getLogger("mmrag.ingest")
 
 SAMPLE_RATE = 16_000
 """Whisper reads 16 kHz mono."""
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 """Bumped when the transcript format or the decoding options change, so old entries are not read."""
 
 
@@ -258,8 +258,14 @@ def transcribe(
             log.warning("%s: unreadable cached transcript, transcribing again (%s)", entry, e)
     samples = read_audio(path)
     model = load_model(settings)
+    # word timestamps: a cue starts at its first word and ends at its last (without them a cue runs
+    # from the end of the one before, silence included: 4.2 s instead of 6.4 s on the tests' speech)
     segments, info = model.transcribe(
-        samples, language=settings.language, beam_size=settings.beam_size, vad_filter=True
+        samples,
+        language=settings.language,
+        beam_size=settings.beam_size,
+        vad_filter=True,
+        word_timestamps=True,
     )
     cues: list[Cue] = []
     done = 0.0
