@@ -127,6 +127,13 @@ class IngestConfig:
     """Words per text chunk (MiniLM reads ~256 word pieces)."""
     chunk_overlap: int = 30
     """Words shared by neighbouring chunks."""
+    meta_file: str | None = None
+    """JSONL or CSV rows mapping a `path` (absolute, relative or a file name) to document metadata
+    (`title`, `entity`, `aliases`, `type`, `year`, `quarter`, `date`, `source`); a `<file>.meta.json`
+    beside a file overrides both this and what is read from the file (`mmrag/ingest/meta.py`)."""
+    contextual: bool = False
+    """Contextual chunks: the text that is embedded and BM25-indexed starts with the document's
+    title, entity, type and period and the page's section heading; the displayed text stays clean."""
     max_image_pixels: int = 64_000_000
     """Refuse images with more pixels (decompression bombs)."""
     max_pdf_pages: int = 2000
@@ -177,8 +184,15 @@ class SearchConfig:
     """Dual-bank normalisation of dense similarities (hubness correction) at query time; needs the
     banks that `mmrag index` computes (`ingest.hubness_bank`)."""
     filters_from_query: bool = False
-    """Read source names and publication dates in the question as payload filters, where the corpus
-    carries such fields."""
+    """Route by what the question names (same as `route="filter"` when `route` is `off`)."""
+    route: Literal["off", "filter", "boost"] = "off"
+    """Question-aware routing (`mmrag/retrieve/route.py`): the entities, periods, document types,
+    sources and days a question names are matched against the documents' metadata; `filter`
+    searches the matching documents first (filled from the rest when they give fewer than k hits),
+    `boost` fuses their list with the unrestricted one."""
+    group: Literal["chunk", "page", "document-page"] = "chunk"
+    """Units of the hits: `chunk` (as found), `page` (each page once, ranked by its best chunks and
+    the page point together) or `document-page` (documents ranked first, then their pages)."""
 
 
 @dataclass

@@ -33,10 +33,10 @@ if TYPE_CHECKING:
 
     from mmrag.answer.ask import Answer
     from mmrag.answer.video.clips import VideoAnswer
-    from mmrag.retrieve.filters import FilterReader
     from mmrag.retrieve.hubness import HubnessBanks
     from mmrag.retrieve.hybrid import Retrieval
     from mmrag.retrieve.multihop import HopResult
+    from mmrag.retrieve.route import Router
     from mmrag.store.base import Store
 
 
@@ -57,7 +57,7 @@ class Pipeline:
         self._lock: IndexLock | None = None
         self._manifest: dict[str, Any] | None = None
         self._banks: HubnessBanks | Literal[False] | None = None
-        self._filter_reader: FilterReader | None = None
+        self._router: Router | None = None
 
     # -- construction -------------------------------------------------------------------------------
     @classmethod
@@ -211,7 +211,7 @@ class Pipeline:
         if report.points_written:
             # The embedded engine builds HNSW only when asked; until then every search is brute force.
             store.optimize()
-            self._filter_reader = None
+            self._router = None
         if self.config.ingest.hubness_bank:
             from mmrag.retrieve.hubness import HubnessBanks
 
@@ -268,6 +268,8 @@ class Pipeline:
         adaptive_k: bool | None = None,
         hubness: bool | None = None,
         filters_from_query: bool | None = None,
+        route: str | None = None,
+        group: str | None = None,
     ) -> Retrieval:
         """`search`, returning a `Retrieval` that also records the chosen k, filters and timings.
 
@@ -277,7 +279,10 @@ class Pipeline:
                 `config.rerank.method`.
             adaptive_k: Keep a number of hits chosen from the reranker's scores.
             hubness: Dual-bank hubness correction of dense scores (needs banks built at index time).
-            filters_from_query: Read source names and dates in the question as filters.
+            filters_from_query: Route by what the question names (`route="filter"`).
+            route: `off`, `filter` or `boost` (default `config.search.route`): question-aware routing
+                to the documents, sources and days the question names.
+            group: `chunk`, `page` or `document-page` (default `config.search.group`): hit units.
         """
         from mmrag.rerank import rerank_hits
         from mmrag.retrieve.hybrid import rerank_config, retrieve
@@ -294,6 +299,8 @@ class Pipeline:
         use_rerank = rcfg.method != "none" and bool(query)
         hub = scfg.hubness if hubness is None else hubness
         from_query = scfg.filters_from_query if filters_from_query is None else filters_from_query
+        mode = route or (scfg.route if scfg.route != "off" or not from_query else "filter")
+        units = group or scfg.group
         found = retrieve(
             self.store,
             self.embedders,
@@ -302,7 +309,9 @@ class Pipeline:
             max(k, rcfg.candidates) if use_rerank else k,
             spaces=spaces,
             banks=self.hubness_banks() if hub else None,
-            question_filters=self.filter_reader() if from_query and query else None,
+            router=self.router() if mode != "off" and query else None,
+            route=mode,
+            group=units,
         )
         if use_rerank and query and found.hits:
             hits, found.k, found.rerank, seconds = rerank_hits(
@@ -330,13 +339,13 @@ class Pipeline:
         build_index_banks(self.store, self.embedders, self.config.ingest.hubness_bank, self.index_dir)
         self._banks = None
 
-    def filter_reader(self) -> FilterReader:
-        """Reads source names and dates from questions, with this index's vocabulary (cached)."""
-        if self._filter_reader is None:
-            from mmrag.retrieve.filters import FilterReader
+    def router(self) -> Router:
+        """Reads the documents, sources and days a question names, with this index's vocabulary (cached)."""
+        if self._router is None:
+            from mmrag.retrieve.route import Router
 
-            self._filter_reader = FilterReader.from_payloads(p["payload"] for p in self.store.scroll())
-        return self._filter_reader
+            self._router = Router.from_payloads(p["payload"] for p in self.store.scroll())
+        return self._router
 
     def ask(
         self,

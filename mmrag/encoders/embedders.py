@@ -40,6 +40,7 @@ RECENT_TEXTS = 256
 VECTOR_CACHE = 4096
 _RESERVED = {
     "embed_text",
+    "context",
     "modality",
     "path",
     "file_hash",
@@ -225,6 +226,14 @@ def _image_vectors(
     return image_vecs, tags
 
 
+def _dense_text(chunk: Chunk, context: str, text: str) -> str:
+    """What the dense text vector reads: `embed_text` when the chunk has one (context first), else `text`."""
+    embed = chunk.meta.get("embed_text")
+    if not embed:
+        return text
+    return f"{context}\n{embed}" if context else str(embed)
+
+
 def encode_chunks(
     chunks: Sequence[Chunk],
     emb: Embedders,
@@ -243,11 +252,14 @@ def encode_chunks(
     image_vecs, tags = _image_vectors(chunks, emb, batch_size, pixels)
     texts = [chunk_text(c, t) for c, t in zip(chunks, tags, strict=True)]
     with_text = [i for i, t in enumerate(texts) if t]
+    # contextual chunks: the document's title, entity, period and section lead what the vectors read
+    ctx = [str(c.meta.get("context") or "") for c in chunks]
+    texts = [f"{ctx[i]}\n{t}" if ctx[i] and t else t for i, t in enumerate(texts)]
     text_vecs: list[np.ndarray | None] = [None] * len(chunks)
     sparse: list[SparseVec | None] = [None] * len(chunks)
     if with_text:
         if emb.text is not None:
-            dense_in = [str(chunks[i].meta.get("embed_text") or texts[i]) for i in with_text]
+            dense_in = [_dense_text(chunks[i], ctx[i], texts[i]) for i in with_text]
             for i, v in zip(with_text, _encode_texts(emb, dense_in, batch_size), strict=True):
                 text_vecs[i] = v
         for i, sp in zip(with_text, emb.bm25.embed_documents([texts[i] for i in with_text]), strict=True):

@@ -18,18 +18,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from mmrag.retrieve.filters import SOURCE_FIELD as SOURCE
 from mmrag.retrieve.query import Query, build_prefetches, to_hits
+from mmrag.retrieve.units import document_scores, group_pages, unit_key
 from mmrag.store.base import BM25, Prefetch, ScoredPoint, SearchFilter
 from mmrag.types import Hit, MMRAGError
 
 if TYPE_CHECKING:
     from mmrag.config import RerankConfig, SearchConfig
     from mmrag.encoders.embedders import Embedders
-    from mmrag.retrieve.filters import FilterReader
     from mmrag.retrieve.hubness import HubnessBanks
+    from mmrag.retrieve.route import Route, Router
     from mmrag.store.base import Store
 
-SPACES = ("text", "bm25", "image")
+SPACES = ("text", "bm25", "image", "page")
+GROUPS = ("chunk", "page", "document-page")
+TOP_DOCUMENTS = 2
+"""Documents whose pages come first in a `document-page` search."""
 
 
 @dataclass
@@ -104,11 +109,6 @@ def fuse(lists: Sequence[Sequence[ScoredPoint]], method: str, limit: int, rrf_k:
     return [ScoredPoint(i, score[i], payload[i]) for i in ranked]
 
 
-def _merge_filters(flt: SearchFilter | None, match: dict[str, list[str]]) -> SearchFilter:
-    base = flt or SearchFilter()
-    return replace(base, match={**(base.match or {}), **match})
-
-
 def _fetch(
     store: Store,
     search: SearchConfig,
@@ -132,6 +132,73 @@ def _fetch(
     return fuse(lists, search.fusion, limit, search.rrf_k)
 
 
+def _restrict(
+    flt: SearchFilter | None, paths: list[str] | None, match: dict[str, list[str]]
+) -> SearchFilter | None:
+    """`flt` further restricted to `paths` and `match`; None when that leaves nothing to search."""
+    base = flt or SearchFilter()
+    if paths is not None and base.paths is not None:
+        paths = sorted(set(paths) & set(base.paths))
+        if not paths:
+            return None
+    merged = {**(base.match or {}), **match} or None
+    return replace(base, paths=paths if paths is not None else base.paths, match=merged)
+
+
+def _route_filters(route: Route, flt: SearchFilter | None) -> list[SearchFilter]:
+    """One filter per side the question names (an entity's documents, a source), or one for all."""
+    out: list[SearchFilter | None] = []
+    if route.groups:
+        out = [_restrict(flt, g, route.match) for g in route.groups]
+    elif len(route.sources) > 1:
+        out = [_restrict(flt, None, {**route.match, SOURCE: [s]}) for s in route.sources]
+    if len([f for f in out if f is not None]) < 2:
+        out = [_restrict(flt, route.paths or None, route.match)]
+    return [f for f in out if f is not None]
+
+
+def _interleave(lists: list[list[ScoredPoint]], limit: int) -> list[ScoredPoint]:
+    """Round-robin over ranked lists, each point once, rescored by its place (RRF-like, 1/(2+r+1))."""
+    seen: dict[str, ScoredPoint] = {}
+    for rank in range(max((len(lst) for lst in lists), default=0)):
+        for lst in lists:
+            if rank < len(lst) and lst[rank].id not in seen:
+                seen[lst[rank].id] = lst[rank]
+    ranked = list(seen.values())[:limit]
+    return [ScoredPoint(p.id, 1.0 / (3 + r), p.payload) for r, p in enumerate(ranked)]
+
+
+def _routed(
+    fetch: Any, route: Route, flt: SearchFilter | None, k: int, mode: str, rrf_k: int
+) -> list[ScoredPoint]:
+    """Points of a routed question: `filter` (routed first, filled from the rest) or `boost` (fused)."""
+    flts = _route_filters(route, flt)
+    if not flts:
+        return list(fetch(flt))
+    lists = [fetch(f) for f in flts]
+    routed = lists[0] if len(lists) == 1 else _interleave(lists, k)
+    if mode == "boost":
+        return fuse([routed, fetch(flt)], "rrf", k, rrf_k)
+    if len(routed) < k:  # the question's names were too narrow: fill from the unrestricted list
+        seen = {p.id for p in routed}
+        routed = routed + [p for p in fetch(flt) if p.id not in seen]
+    return routed[:k]
+
+
+def _two_stage(
+    pages: list[ScoredPoint], search_once: Any, flt: SearchFilter | None
+) -> list[ScoredPoint]:
+    """Documents first: the pages of the `TOP_DOCUMENTS` best documents (searched again within
+    them, so that more of their pages are candidates), then every other page as ranked."""
+    top = [d for d, _ in document_scores(pages)[:TOP_DOCUMENTS]]
+    inner = _restrict(flt, top, {})
+    if not top or inner is None:
+        return pages
+    first = group_pages(search_once(inner))
+    seen = {unit_key(p) for p in first}
+    return first + [p for p in pages if unit_key(p) not in seen]
+
+
 def retrieve(
     store: Store,
     embedders: Embedders,
@@ -141,7 +208,9 @@ def retrieve(
     *,
     spaces: Sequence[str] | None = None,
     banks: HubnessBanks | None = None,
-    question_filters: FilterReader | None = None,
+    router: Router | None = None,
+    route: str = "filter",
+    group: str = "chunk",
 ) -> Retrieval:
     """Run the retrieval stage for one parsed query (see the module docstring); no reranking.
 
@@ -153,7 +222,11 @@ def retrieve(
         k: Hits to return (the candidates a reranker will read, when one follows).
         spaces: Restrict a text query to these spaces (`text`, `bm25`, `image`).
         banks: Hubness banks: the dense lists are corrected with them (None: plain scores).
-        question_filters: Reads names and dates in the question as filters (None: none are read).
+        router: Reads the documents, sources and days a question names (None: no routing).
+        route: `filter` searches the routed documents first (filled from the rest when they give
+            fewer than k hits); `boost` fuses the routed and the unrestricted lists.
+        group: Hit units: `chunk`, `page` (each page once, scored by its best points) or
+            `document-page` (the best documents' pages first, `TOP_DOCUMENTS` of them).
     """
     timings: dict[str, float] = {}
     if spaces is not None:
@@ -161,29 +234,39 @@ def retrieve(
         if bad:
             raise MMRAGError(f"unknown space {bad[0]!r}: choose from {', '.join(SPACES)}")
     t0 = time.perf_counter()
-    match: dict[str, list[str]] = {}
-    if question_filters is not None and q.text:
-        match = question_filters.read(q.text).match()
+    routed = router.read(q.text) if router is not None and q.text else None
     prefetches = build_prefetches(q, embedders, search.prefetch, store.schema.dense, use=spaces)
     timings["embed"] = time.perf_counter() - t0
     if not prefetches:
         return Retrieval([], 0, timings=timings)
+    if group not in GROUPS:
+        raise MMRAGError(f"unknown hit unit {group!r}: choose from {', '.join(GROUPS)}")
+    if routed and route not in ("filter", "boost"):
+        raise MMRAGError(f"unknown route mode {route!r} (use 'filter' or 'boost')")
     t1 = time.perf_counter()
-    if match:
-        points = _fetch(store, search, prefetches, k, _merge_filters(q.flt, match), banks)
-        if len(points) < k:  # the question's names were too narrow: fill from the unfiltered list
-            seen = {p.id for p in points}
-            points += [p for p in _fetch(store, search, prefetches, k, q.flt, banks) if p.id not in seen]
-            points = points[:k]
-    else:
-        points = _fetch(store, search, prefetches, k, q.flt, banks)
+    # pages and documents are ranked from every fused candidate, not only the first k
+    limit = k if group == "chunk" else max(k, 2 * search.prefetch)
+
+    def fetch(f: SearchFilter | None) -> list[ScoredPoint]:
+        return _fetch(store, search, prefetches, limit, f, banks)
+
+    def search_once(flt: SearchFilter | None) -> list[ScoredPoint]:
+        if routed:
+            return _routed(fetch, routed, flt, limit, route, search.rrf_k)
+        return fetch(flt)
+
+    points = search_once(q.flt)
+    if group != "chunk":
+        points = group_pages(points)
+        if group == "document-page":
+            points = _two_stage(points, search_once, q.flt)
     timings["search"] = time.perf_counter() - t1
     hits = to_hits(points)
     return Retrieval(
         hits[:k],
         min(k, len(hits)),
         candidates=len(hits),
-        filters=match,
+        filters=routed.record() if routed else {},
         hubness=banks is not None,
         timings=timings,
     )
