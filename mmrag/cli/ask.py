@@ -8,19 +8,26 @@ from typing import Annotated, Any
 
 import typer
 
-from mmrag.cli.common import (
+from mmrag.cli.common import guarded, open_pipeline, print_json, stdout_console
+from mmrag.cli.options import (
     AdaptiveKOpt,
+    ChoiceOpt,
+    GeneratorOpt,
     HubnessOpt,
+    ImageOpt,
     IndexOpt,
+    IterativeOpt,
     JsonOpt,
+    MaxNewTokensOpt,
+    ModalityOpt,
+    MultiHopOpt,
     QdrantUrlOpt,
+    QuantOpt,
     QueryFiltersOpt,
     RerankOpt,
-    guarded,
-    open_pipeline,
-    print_json,
+    TopKOpt,
+    VideoOpt,
     retrieval_options,
-    stdout_console,
 )
 
 
@@ -28,53 +35,16 @@ from mmrag.cli.common import (
 def ask(
     question: Annotated[str, typer.Argument(help="The question.")],
     index: IndexOpt = Path("./mmrag-index"),
-    k: Annotated[int, typer.Option("-k", "--top-k", help="Hits given to the generator.")] = 5,
-    image: Annotated[
-        list[Path] | None,
-        typer.Option("--image", help="Query image (repeatable).", exists=True, dir_okay=False),
-    ] = None,
-    modality: Annotated[
-        list[str] | None, typer.Option("--modality", "-m", help="Retrieve only these modalities.")
-    ] = None,
-    generator: Annotated[
-        str | None,
-        typer.Option(
-            "--generator",
-            "-g",
-            help="VLM/LLM hub id or folder, `smollm2-135m`, or a bridge folder.",
-            envvar="MMRAG_GENERATOR",
-            rich_help_panel="Model",
-        ),
-    ] = None,
-    no_quant: Annotated[
-        bool, typer.Option("--no-quant", help="Load the LLM unquantised.", rich_help_panel="Model")
-    ] = False,
-    max_new_tokens: Annotated[int | None, typer.Option(help="Upper bound on generated tokens.")] = None,
-    video: Annotated[
-        str | None,
-        typer.Option(
-            "--video",
-            help="Ask about a video (path or glob, e.g. episode01.mkv): answer from its retrieved clips.",
-            rich_help_panel="Video",
-        ),
-    ] = None,
-    choice: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--choice",
-            help="A candidate answer (repeatable): each is scored by likelihood and the best wins.",
-            rich_help_panel="Video",
-        ),
-    ] = None,
-    multi_hop: Annotated[
-        bool,
-        typer.Option(
-            "--multi-hop", help="Split the question into sub-queries, retrieve each, answer from the union."
-        ),
-    ] = False,
-    iterative: Annotated[
-        bool, typer.Option("--iterative", help="Multi-hop by rounds: retrieve, read, ask the next query.")
-    ] = False,
+    k: TopKOpt = 5,
+    image: ImageOpt = None,
+    modality: ModalityOpt = None,
+    generator: GeneratorOpt = None,
+    quant: QuantOpt = None,
+    max_new_tokens: MaxNewTokensOpt = None,
+    video: VideoOpt = None,
+    choice: ChoiceOpt = None,
+    multi_hop: MultiHopOpt = False,
+    iterative: IterativeOpt = False,
     rerank: RerankOpt = None,
     adaptive_k: AdaptiveKOpt = False,
     hubness: HubnessOpt = None,
@@ -93,7 +63,7 @@ def ask(
     """
     overrides = {
         "generate.model": generator,
-        "generate.quantize": False if no_quant else None,
+        "generate.quantize": quant,
         "generate.max_new_tokens": max_new_tokens,
     }
     if video is not None or choice:
@@ -115,20 +85,39 @@ def ask(
         return
     con = stdout_console()
     con.print()
-    con.print("[bold]Sources[/]" + (f" (cited: {', '.join(map(str, ans.cited))})" if ans.cited else ""))
-    for s in ans.sources:
-        h = s.hit
-        mark = "*" if s.label in ans.cited else " "
-        img = " [image]" if s.used_image else ""
-        con.print(
-            f"{mark}[{s.label}] {h.score:.3f} {h.modality:5s} {h.path} {s.locator()}{img}", highlight=False
-        )
+    _print_sources(con, ans)
     t = ans.timings
     con.print(
         f"[dim]{ans.model}: retrieve {t['retrieve']:.2f}s, load {t['load']:.2f}s, "
         f"generate {t['generate']:.2f}s[/]",
         highlight=False,
     )
+
+
+def _print_sources(con: Any, ans: Any) -> None:
+    """Sources with their labels as links (`file://...#page=4`, `#t=12,22`); cited ones starred,
+    labels the answer cites without a source and sentences without a label flagged."""
+    from rich.markup import escape
+
+    from mmrag.answer.cite import source_uri
+
+    c = ans.citations()
+    con.print("[bold]Sources[/]" + (f" (cited: {', '.join(map(str, c.cited))})" if c.cited else ""))
+    for s in ans.sources:
+        h = s.hit
+        uri = source_uri(h.path, h.page, h.t_start, h.t_end)
+        mark = "*" if s.label in c.cited else " "
+        img = " \\[image]" if s.used_image else ""
+        con.print(
+            f"{mark}[link={uri}]\\[{s.label}][/link] {h.score:.3f} {h.modality:5s} "
+            f"[link={uri}]{escape(h.path)}[/link] {s.locator()}{img}",
+            highlight=False,
+        )
+    if c.invalid:
+        bad = ", ".join(f"\\[{n}]" for n in c.invalid)
+        con.print(f"[yellow]cited without a source: {bad}[/]", highlight=False)
+    if c.uncited_sentences:
+        con.print(f"[dim]{len(c.uncited_sentences)} sentence(s) cite no source[/]", highlight=False)
 
 
 def _ask_video(

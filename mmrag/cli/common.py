@@ -1,4 +1,4 @@
-"""Options and output helpers shared by the command modules.
+"""Output helpers shared by the command modules (the options live in `mmrag.cli.options`).
 
 Results go to stdout (tables, or JSON with `--json`); diagnostics go to stderr. Exit codes:
 0 success, 1 some files failed (the rest were indexed), 2 bad usage or an error before any work.
@@ -11,85 +11,9 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Any, NoReturn
 
 import typer
-
-IndexOpt = Annotated[
-    Path, typer.Option("--index", "-i", help="Index folder.", envvar="MMRAG_INDEX", rich_help_panel="Index")
-]
-ProfileOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--profile",
-        "-p",
-        help="Model profile: default (hub models) or offline (packaged models).",
-        envvar="MMRAG_PROFILE",
-        rich_help_panel="Index",
-    ),
-]
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help="TOML config file.", exists=True, dir_okay=False, rich_help_panel="Index"
-    ),
-]
-QdrantUrlOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--qdrant-url",
-        help="Qdrant server URL instead of the embedded engine.",
-        envvar="MMRAG_QDRANT_URL",
-        rich_help_panel="Store",
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON to stdout.")]
-RerankOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--rerank",
-        help="Rerank the fused candidates: llm, cross-encoder, vlm, bi-encoder or none.",
-        rich_help_panel="Retrieval",
-    ),
-]
-RerankModelOpt = Annotated[
-    str | None,
-    typer.Option("--rerank-model", help="Reranker hub id or folder.", rich_help_panel="Retrieval"),
-]
-AdaptiveKOpt = Annotated[
-    bool,
-    typer.Option(
-        "--adaptive-k",
-        help="Keep as many hits as the reranker's scores call for (needs --rerank).",
-        rich_help_panel="Retrieval",
-    ),
-]
-HubnessOpt = Annotated[
-    bool | None,
-    typer.Option(
-        "--hubness/--no-hubness",
-        help="Dual-bank hubness correction of dense scores (banks built at index time).",
-        rich_help_panel="Retrieval",
-    ),
-]
-QueryFiltersOpt = Annotated[
-    bool | None,
-    typer.Option(
-        "--query-filters/--no-query-filters",
-        help="Read source names and dates in the query as filters.",
-        rich_help_panel="Retrieval",
-    ),
-]
-
-
-def retrieval_options(
-    rerank: str | None, adaptive_k: bool, hubness: bool | None, query_filters: bool | None
-) -> dict[str, Any]:
-    """`Pipeline.retrieve` keyword arguments from the shared retrieval options (unset ones left out)."""
-    opts: dict[str, Any] = {"rerank": rerank, "hubness": hubness, "filters_from_query": query_filters}
-    if adaptive_k:
-        opts["adaptive_k"] = True
-    return {k: v for k, v in opts.items() if v is not None}
 
 
 def console(stderr: bool = False) -> Any:

@@ -6,12 +6,48 @@ Mount with `app.add_typer(eval_app, name="eval")`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
-from mmrag.cli.common import JsonOpt, guarded, print_json
-from mmrag.cli.generate import DEFAULT_BRIDGE, DeviceOpt, GeneratorOpt, NoQuantOpt
+from mmrag.cli.common import guarded, print_json
+from mmrag.cli.options import (
+    DEFAULT_BRIDGE,
+    AnswerSampleOpt,
+    AnswersOpt,
+    BenchOpt,
+    ConfigsOpt,
+    ContextClipsOpt,
+    CorpusOpt,
+    DataOpt,
+    DecomposerOpt,
+    DeviceOpt,
+    DocOpt,
+    EpisodesOpt,
+    FramesOpt,
+    FusionOpt,
+    GeneratorOpt,
+    ImageModelOpt,
+    JsonOpt,
+    LimitOpt,
+    MinutesOpt,
+    PdfsOpt,
+    ProfileOpt,
+    QuantOpt,
+    QueriesOpt,
+    QuestionsOpt,
+    ReportOpt,
+    RerankModelOpt,
+    RerankOpt,
+    RunsOpt,
+    SeedOpt,
+    SplitOpt,
+    SweepOpt,
+    TagBaselineOpt,
+    TvqaFramesOpt,
+    TvqaOpt,
+    TvqaSubtitlesOpt,
+)
 
 eval_app = typer.Typer(help="Evaluation suites.", no_args_is_help=True)
 
@@ -20,26 +56,26 @@ eval_app = typer.Typer(help="Evaluation suites.", no_args_is_help=True)
 @guarded
 def eval_easy_vqa(
     generator: GeneratorOpt = DEFAULT_BRIDGE,
-    questions: Annotated[int, typer.Option(help="Test questions drawn (seeded); 0 for all.")] = 1000,
-    seed: Annotated[int, typer.Option()] = 0,
-    data: Annotated[Path | None, typer.Option(help="easy-VQA folder holding test/.")] = None,
-    runs: Annotated[Path, typer.Option(help="Where run folders go.")] = Path("runs"),
-    bench: Annotated[Path | None, typer.Option(help="Also write the summary to this JSON file.")] = None,
+    questions: QuestionsOpt = "1000",
+    seed: SeedOpt = 0,
+    data: DataOpt = None,
+    runs: RunsOpt = Path("runs"),
+    bench: BenchOpt = None,
     device: DeviceOpt = "auto",
-    no_quant: NoQuantOpt = False,
+    quant: QuantOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Accuracy of a bridge on easy-VQA, and of its LLM without the image, in one run."""
     from mmrag.evals.easy_vqa import EvalConfig, evaluate
 
     cfg = EvalConfig(
-        generator=str(Path(generator).expanduser()),
-        n_questions=questions,
+        generator=str(Path(generator or DEFAULT_BRIDGE).expanduser()),
+        n_questions=_count(questions, 1000),
         seed=seed,
-        shared=str(data) if data else None,
+        shared=str(Path(data).expanduser()) if data else None,
         runs=str(runs),
         device=device,
-        quantize=False if no_quant else None,
+        quantize=quant,
     )
     metrics = evaluate(cfg, bench_file=bench, show_progress=not json_out)
     _show(metrics, json_out)
@@ -48,41 +84,27 @@ def eval_easy_vqa(
 @eval_app.command("multihop")
 @guarded
 def eval_multihop(
-    split: Annotated[str, typer.Option(help="dev (tune) or test (report).")] = "dev",
-    queries: Annotated[
-        Path | None, typer.Option(help="Queries in the MultiHopRAG.json schema (default: the shared split).")
-    ] = None,
-    corpus: Annotated[
-        Path | None, typer.Option(help="corpus.json or articles_facts.jsonl (default: the shared evidence).")
-    ] = None,
-    limit: Annotated[int, typer.Option(help="First N queries only (0: all).")] = 0,
-    sweep: Annotated[
-        str | None, typer.Option(help="`retrieval`: every retrieval configuration side by side.")
-    ] = None,
-    config: Annotated[
-        list[str] | None, typer.Option("--config", "-c", help="Run these configurations (repeatable).")
-    ] = None,
-    rerank: Annotated[str, typer.Option(help="Reranker of the +rerank configurations.")] = "bi-encoder",
-    rerank_model: Annotated[str | None, typer.Option(help="Its model (default: the method's).")] = None,
-    decomposer: Annotated[str, typer.Option(help="Sub-queries for +multi-hop: rules or llm.")] = "rules",
-    answers: Annotated[
-        bool,
-        typer.Option(help="Also answer every query, from retrieval and from the gold evidence."),
-    ] = False,
-    answer_sample: Annotated[
-        int, typer.Option(help="With --answers: the first N/4 queries of each question type (0: all).")
-    ] = 0,
-    report: Annotated[bool, typer.Option(help="Also write report.html into the run folder.")] = False,
-    runs: Annotated[Path, typer.Option(help="Where run folders (and the cached index) go.")] = Path("runs"),
-    bench: Annotated[
-        Path | None, typer.Option(help="Summary JSON (default: bench/results/multihop_<split>.json).")
-    ] = None,
+    split: SplitOpt = "dev",
+    queries: QueriesOpt = None,
+    corpus: CorpusOpt = None,
+    limit: LimitOpt = 0,
+    sweep: SweepOpt = None,
+    configs: ConfigsOpt = None,
+    rerank: RerankOpt = "bi-encoder",
+    rerank_model: RerankModelOpt = None,
+    decomposer: DecomposerOpt = "rules",
+    answers: AnswersOpt = False,
+    answer_sample: AnswerSampleOpt = 0,
+    report: ReportOpt = False,
+    runs: RunsOpt = Path("runs"),
+    bench: BenchOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Retrieval on MultiHop-RAG (official metrics): configurations side by side, in one run.
 
     Default: BM25, dense and hybrid. `--sweep retrieval` adds hubness correction, query filters,
-    reranking, adaptive k and multi-hop decomposition.
+    reranking, adaptive k and multi-hop decomposition; `--configs` names the configurations to run.
+    `--rerank` (and `--rerank-model`) choose the reranker of the +rerank configurations.
     """
     from mmrag.evals.multihop import CONFIGS, SWEEP, EvalConfig, evaluate
     from mmrag.types import MMRAGError
@@ -91,7 +113,7 @@ def eval_multihop(
         raise MMRAGError(f"unknown split {split!r}: choose dev or test")
     if sweep not in (None, "retrieval"):
         raise MMRAGError(f"unknown sweep {sweep!r}: the one sweep is `retrieval`")
-    configs = list(config) if config else list(SWEEP) if sweep else list(CONFIGS)
+    configs = list(configs) if configs else list(SWEEP) if sweep else list(CONFIGS)
     cfg = EvalConfig(
         split=split,
         queries=str(queries) if queries else None,
@@ -99,7 +121,7 @@ def eval_multihop(
         limit=limit,
         runs=str(runs),
         configs=configs,
-        rerank=rerank,
+        rerank=rerank or "bi-encoder",
         rerank_model=rerank_model,
         decomposer=decomposer,
         answers=answers,
@@ -115,45 +137,30 @@ def eval_multihop(
 @eval_app.command("financebench")
 @guarded
 def eval_financebench(
-    questions: Annotated[
-        Path | None, typer.Option(help="FinanceBench JSONL (default: the shared 62-question sample).")
-    ] = None,
-    pdfs: Annotated[
-        Path | None, typer.Option(help="Folder of <doc_name>.pdf (default: the shared PDFs).")
-    ] = None,
-    doc: Annotated[
-        list[str] | None,
-        typer.Option("--doc", help="Index only this document (repeatable), ask its questions."),
-    ] = None,
-    limit: Annotated[int, typer.Option(help="First N questions only (0: all).")] = 0,
-    config: Annotated[
-        list[str] | None, typer.Option("--config", "-c", help="Run these configurations (repeatable).")
-    ] = None,
-    profile: Annotated[str, typer.Option(help="Model profile that indexes the PDFs.")] = "offline",
-    image_model: Annotated[
-        str | None, typer.Option(help="Image encoder override (a CLIP/SigLIP id or folder).")
-    ] = None,
-    answers: Annotated[
-        bool, typer.Option(help="Also generate answers (slow), from retrieval and from the gold pages.")
-    ] = False,
-    runs: Annotated[Path, typer.Option(help="Where run folders (and the cached index) go.")] = Path("runs"),
-    bench: Annotated[
-        Path | None, typer.Option(help="Summary JSON (default: bench/results/financebench.json).")
-    ] = None,
+    questions: QuestionsOpt = None,
+    pdfs: PdfsOpt = None,
+    doc: DocOpt = None,
+    limit: LimitOpt = 0,
+    configs: ConfigsOpt = None,
+    profile: ProfileOpt = "offline",
+    image_model: ImageModelOpt = None,
+    answers: AnswersOpt = False,
+    runs: RunsOpt = Path("runs"),
+    bench: BenchOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Page-level retrieval on FinanceBench: BM25, dense text, page images and hybrid side by side."""
     from mmrag.evals.financebench import CONFIGS, EvalConfig, evaluate
 
     cfg = EvalConfig(
-        questions=str(questions) if questions else None,
+        questions=str(Path(questions).expanduser()) if questions else None,
         pdfs=str(pdfs) if pdfs else None,
         docs=list(doc) if doc else None,
         limit=limit,
-        profile=profile,
+        profile=profile or "offline",
         image_model=image_model,
         runs=str(runs),
-        configs=list(config) if config else list(CONFIGS),
+        configs=list(configs) if configs else list(CONFIGS),
         answers=answers,
     )
     subset = limit or doc or questions or pdfs
@@ -165,28 +172,20 @@ def eval_financebench(
 @eval_app.command("clip8")
 @guarded
 def eval_clip8(
-    image_model: Annotated[
-        str | None, typer.Option(help="Image encoder with a text side: a CLIP/SigLIP id or folder.")
-    ] = None,
-    profile: Annotated[
-        str, typer.Option(help="Model profile (offline has no text-aligned images).")
-    ] = "offline",
-    tag_baseline: Annotated[
-        bool, typer.Option(help="Also report the ImageNet-tag text baseline (labelled as such).")
-    ] = False,
-    data: Annotated[Path | None, typer.Option(help="Folder with captions.json and the images.")] = None,
-    runs: Annotated[Path, typer.Option(help="Where run folders (and the cached index) go.")] = Path("runs"),
-    bench: Annotated[
-        Path | None, typer.Option(help="Summary JSON (default: bench/results/clip8.json on the shared data).")
-    ] = None,
+    image_model: ImageModelOpt = None,
+    profile: ProfileOpt = "offline",
+    tag_baseline: TagBaselineOpt = False,
+    data: DataOpt = None,
+    runs: RunsOpt = Path("runs"),
+    bench: BenchOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Text-to-image top-1 on the eight captions of the CLIP demo; needs a text-aligned image encoder."""
     from mmrag.evals.clip8 import EvalConfig, evaluate
 
     cfg = EvalConfig(
-        data=str(data) if data else None,
-        profile=profile,
+        data=str(Path(data).expanduser()) if data else None,
+        profile=profile or "offline",
         image_model=image_model,
         tag_baseline=tag_baseline,
         runs=str(runs),
@@ -200,30 +199,18 @@ def eval_clip8(
 @guarded
 def eval_long_video(
     generator: GeneratorOpt = DEFAULT_BRIDGE,
-    questions: Annotated[
-        int, typer.Option(help="Questions drawn (seeded, balanced over kinds); 0: all.")
-    ] = 60,
-    seed: Annotated[int, typer.Option(help="Seed of the generated video and of the question draw.")] = 0,
-    minutes: Annotated[float, typer.Option(help="Length of the generated video.")] = 21.0,
-    frames: Annotated[int, typer.Option(help="Frame budget per question, split across the clips.")] = 8,
-    context_clips: Annotated[int, typer.Option(help="Retrieved clips the generator reads.")] = 1,
-    fusion: Annotated[
-        str, typer.Option(help="auto, joint (one prompt) or late (per clip and source).")
-    ] = "auto",
-    tvqa: Annotated[
-        Path | None, typer.Option(help="TVQA-long tvqa_val_edited.json: run TVQA-long instead.", exists=True)
-    ] = None,
-    tvqa_subtitles: Annotated[
-        Path | None, typer.Option(help="TVQA tvqa_preprocessed_subtitles.json.", exists=True)
-    ] = None,
-    tvqa_frames: Annotated[Path | None, typer.Option(help="TVQA frames root (frames_hq/).")] = None,
-    episodes: Annotated[int, typer.Option(help="TVQA-long: first N episodes (0: all).")] = 0,
-    runs: Annotated[Path, typer.Option(help="Where run folders (and the cached video and index) go.")] = Path(
-        "runs"
-    ),
-    bench: Annotated[
-        Path | None, typer.Option(help="Summary JSON (default: bench/results/long_video[_tvqa].json).")
-    ] = None,
+    questions: QuestionsOpt = "60",
+    seed: SeedOpt = 0,
+    minutes: MinutesOpt = 21.0,
+    frames: FramesOpt = 8,
+    context_clips: ContextClipsOpt = 1,
+    fusion: FusionOpt = "auto",
+    tvqa: TvqaOpt = None,
+    tvqa_subtitles: TvqaSubtitlesOpt = None,
+    tvqa_frames: TvqaFramesOpt = None,
+    episodes: EpisodesOpt = 0,
+    runs: RunsOpt = Path("runs"),
+    bench: BenchOpt = None,
     device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
 ) -> None:
@@ -234,8 +221,8 @@ def eval_long_video(
     from mmrag.evals.long_video import EvalConfig, evaluate
 
     cfg = EvalConfig(
-        generator=str(Path(generator).expanduser()),
-        questions=questions,
+        generator=str(Path(generator or DEFAULT_BRIDGE).expanduser()),
+        questions=_count(questions, 60),
         seed=seed,
         minutes=minutes,
         frames=frames,
@@ -251,6 +238,23 @@ def eval_long_video(
     name = "long_video_tvqa.json" if tvqa else "long_video.json"
     metrics = evaluate(cfg, bench_file=bench or Path("bench") / "results" / name, show_progress=not json_out)
     _show(metrics, json_out)
+
+
+def _count(questions: str | None, default: int) -> int:
+    """`--questions` as a number of questions to draw (financebench alone reads it as a file)."""
+    from mmrag.types import MMRAGError
+
+    if questions is None:
+        return default
+    try:
+        n = int(questions)
+    except ValueError:
+        raise MMRAGError(
+            f"--questions takes a number of questions here (0: all), not {questions!r}"
+        ) from None
+    if n < 0:
+        raise MMRAGError(f"--questions takes a number of questions here (0: all), not {n}")
+    return n
 
 
 def _show(metrics: dict[str, Any], json_out: bool) -> None:

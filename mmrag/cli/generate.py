@@ -12,40 +12,37 @@ from typing import Annotated, Any
 
 import typer
 
-from mmrag.cli.common import JsonOpt, guarded, print_json
-
-DEFAULT_BRIDGE = "~/.cache/mmrag/bridges/efficientnet-smollm2"
-
-GeneratorOpt = Annotated[
-    str,
-    typer.Option(
-        "--generator",
-        "-g",
-        help="A bridge folder (mmrag train-projector) or a VLM hub id/folder.",
-        envvar="MMRAG_GENERATOR",
-        rich_help_panel="Model",
-    ),
-]
-NoQuantOpt = Annotated[
-    bool,
-    typer.Option(
-        "--no-quant",
-        help="Load the LLM unquantised (4-bit NF4 is the default on CUDA).",
-        rich_help_panel="Model",
-    ),
-]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu, cuda, ...", rich_help_panel="Model")]
-MaxTokensOpt = Annotated[int, typer.Option("--max-new-tokens", help="Upper bound on generated tokens.")]
-PromptsOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--prompts", help="Folder of prompt templates overriding the packaged ones.", envvar="MMRAG_PROMPTS"
-    ),
-]
+from mmrag.cli.common import guarded, print_json
+from mmrag.cli.options import (
+    DEFAULT_BRIDGE,
+    BatchSizeOpt,
+    DataOpt,
+    DeviceOpt,
+    FeatureOpt,
+    GeneratorOpt,
+    JsonOpt,
+    LlmOpt,
+    LoraOpt,
+    LoraROpt,
+    LrOpt,
+    MaxImagesOpt,
+    MaxNewTokensOpt,
+    MaxPairsOpt,
+    NoResumeOpt,
+    OutOpt,
+    PromptsOpt,
+    QuantOpt,
+    SeedOpt,
+    VisionOpt,
+    VisualTokensOpt,
+)
 
 
 def load_image_generator(spec: str, device: str = "auto", quantize: bool | None = None) -> tuple[Any, str]:
     """`(generator, prompt family)`: a bridge folder loads the bridge, anything else a transformers VLM."""
+    from mmrag.generate.loader import require_generator
+
+    require_generator(spec)  # an untrained bridge or an uncached hub id: one line saying what to run
     folder = Path(spec).expanduser()
     if (folder / "bridge.json").is_file():
         from mmrag.generate.bridge import BridgeModel
@@ -71,10 +68,10 @@ def _open_image(path: Path) -> Any:
 def _answer(
     image: Path,
     task: str,
-    generator: str,
+    generator: str | None,
     device: str,
-    no_quant: bool,
-    max_new_tokens: int,
+    quant: bool | None,
+    max_new_tokens: int | None,
     json_out: bool,
     prompt_dir: Path | None,
     **values: str,
@@ -82,13 +79,15 @@ def _answer(
     from mmrag.prompts import render_prompt
 
     img = _open_image(image)
-    gen, family = load_image_generator(generator, device, quantize=False if no_quant else None)
+    spec = generator or DEFAULT_BRIDGE
+    gen, family = load_image_generator(spec, device, quantize=quant)
     prompt = render_prompt(task, family=family, prompt_dir=prompt_dir, **values)
+    limit = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
     if json_out:
-        text = gen.generate(prompt, [img], max_new_tokens=max_new_tokens)
-        print_json({"image": str(image), "task": task, **values, "answer": text, "generator": generator})
+        text = gen.generate(prompt, [img], **limit)
+        print_json({"image": str(image), "task": task, **values, "answer": text, "generator": spec})
         return
-    for piece in gen.generate(prompt, [img], max_new_tokens=max_new_tokens, stream=True):
+    for piece in gen.generate(prompt, [img], stream=True, **limit):
         sys.stdout.write(piece)
         sys.stdout.flush()
     sys.stdout.write("\n")
@@ -99,13 +98,13 @@ def caption(
     image: Annotated[Path, typer.Argument(help="Image file.", exists=True, dir_okay=False)],
     generator: GeneratorOpt = DEFAULT_BRIDGE,
     device: DeviceOpt = "auto",
-    no_quant: NoQuantOpt = False,
-    max_new_tokens: MaxTokensOpt = 64,
+    quant: QuantOpt = None,
+    max_new_tokens: MaxNewTokensOpt = 64,
     prompts: PromptsOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Describe an image (streams the caption)."""
-    _answer(image, "caption", generator, device, no_quant, max_new_tokens, json_out, prompts)
+    _answer(image, "caption", generator, device, quant, max_new_tokens, json_out, prompts)
 
 
 @guarded
@@ -114,39 +113,31 @@ def vqa(
     question: Annotated[str, typer.Argument(help="Question about the image.")],
     generator: GeneratorOpt = DEFAULT_BRIDGE,
     device: DeviceOpt = "auto",
-    no_quant: NoQuantOpt = False,
-    max_new_tokens: MaxTokensOpt = 32,
+    quant: QuantOpt = None,
+    max_new_tokens: MaxNewTokensOpt = 32,
     prompts: PromptsOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Answer a question about an image (streams the answer)."""
-    _answer(image, "vqa", generator, device, no_quant, max_new_tokens, json_out, prompts, question=question)
+    _answer(image, "vqa", generator, device, quant, max_new_tokens, json_out, prompts, question=question)
 
 
 @guarded
 def train_projector(
-    vision: Annotated[str, typer.Option(help="efficientnet-lite0, or a CLIP/SigLIP id or folder.")] = (
-        "efficientnet-lite0"
-    ),
-    llm: Annotated[str, typer.Option(help="Causal LM: packaged name (smollm2-135m), hub id or folder.")] = (
-        "smollm2-135m"
-    ),
-    data: Annotated[str, typer.Option(help="easy-vqa, a .jsonl file, or a folder of image + .txt pairs.")] = (
-        "easy-vqa"
-    ),
-    out: Annotated[Path, typer.Option(help="Bridge folder to write.")] = Path(DEFAULT_BRIDGE),
-    feature: Annotated[str, typer.Option(help="pooled or grid tower features.")] = "pooled",
-    visual_tokens: Annotated[int, typer.Option(help="Visual tokens per image.")] = 4,
-    max_pairs: Annotated[int, typer.Option(help="Training pairs (one pass).")] = 6000,
-    max_images: Annotated[int, typer.Option(help="Draw the pairs from this many images (0: all).")] = 1500,
-    batch_size: Annotated[int, typer.Option()] = 32,
-    lr: Annotated[float, typer.Option()] = 1e-3,
-    seed: Annotated[int, typer.Option()] = 0,
-    no_resume: Annotated[bool, typer.Option("--no-resume", help="Ignore an existing checkpoint.")] = False,
-    lora: Annotated[
-        bool, typer.Option("--lora", help="Stage 2: also train LoRA adapters on the LLM (needs peft).")
-    ] = False,
-    lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 8,
+    vision: VisionOpt = "efficientnet-lite0",
+    llm: LlmOpt = "smollm2-135m",
+    data: DataOpt = "easy-vqa",
+    out: OutOpt = Path(DEFAULT_BRIDGE),
+    feature: FeatureOpt = "pooled",
+    visual_tokens: VisualTokensOpt = 4,
+    max_pairs: MaxPairsOpt = 6000,
+    max_images: MaxImagesOpt = 1500,
+    batch_size: BatchSizeOpt = 32,
+    lr: LrOpt = 1e-3,
+    seed: SeedOpt = 0,
+    no_resume: NoResumeOpt = False,
+    lora: LoraOpt = False,
+    lora_r: LoraROpt = 8,
     device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
 ) -> None:
@@ -161,8 +152,8 @@ def train_projector(
     )
     cfg = TrainConfig(
         bridge=bridge,
-        data=data,
-        out=str(out.expanduser()),
+        data=data or "easy-vqa",
+        out=str((out or Path(DEFAULT_BRIDGE)).expanduser()),
         max_pairs=max_pairs,
         max_images=max_images,
         batch_size=batch_size,

@@ -7,42 +7,46 @@ from typing import Annotated
 
 import typer
 
-from mmrag.cli.common import (
+from mmrag.cli.common import guarded, open_pipeline, print_json, stderr_console
+from mmrag.cli.options import (
+    AsrModelOpt,
+    AsrOpt,
+    ClipSecondsOpt,
     ConfigOpt,
     IndexOpt,
     JsonOpt,
     ProfileOpt,
+    ProgressOpt,
     QdrantUrlOpt,
-    guarded,
-    open_pipeline,
-    print_json,
-    stderr_console,
+    StrictOpt,
 )
 
 
 @guarded
 def index(
     paths: Annotated[
-        list[Path], typer.Argument(help="Files or folders: images, PDFs, videos, text/JSON corpora.")
+        list[Path],
+        typer.Argument(help="Files or folders: images, PDFs, videos, audio, text/JSON corpora."),
     ],
     index: IndexOpt = Path("./mmrag-index"),
     profile: ProfileOpt = None,
     config: ConfigOpt = None,
     qdrant_url: QdrantUrlOpt = None,
-    clip_seconds: Annotated[
-        float | None, typer.Option(help="Video clip length in seconds.", rich_help_panel="Ingest")
-    ] = None,
-    strict: Annotated[bool, typer.Option("--strict", help="Stop at the first bad file.")] = False,
-    progress: Annotated[bool, typer.Option(help="Progress bar on stderr.")] = True,
+    clip_seconds: ClipSecondsOpt = None,
+    asr: AsrOpt = None,
+    asr_model: AsrModelOpt = None,
+    strict: StrictOpt = False,
+    progress: ProgressOpt = True,
     json_out: JsonOpt = False,
 ) -> None:
-    """Index images, PDFs (page text and page images), videos (clips) and text into an index folder.
+    """Index images, PDFs (page text and page images), videos (clips), audio (speech) and text.
 
     Unchanged files are skipped; a rerun after a crash resumes without duplicates. Bad files are
     listed at the end (exit code 1) and everything else is indexed.
     """
     err = stderr_console()
-    with open_pipeline(index, profile, config, qdrant_url, **{"ingest.clip_seconds": clip_seconds}) as pipe:
+    ingest = {"ingest.clip_seconds": clip_seconds, "ingest.asr": asr, "ingest.asr_model": asr_model}
+    with open_pipeline(index, profile, config, qdrant_url, **ingest) as pipe:
         report = pipe.index(paths, progress=progress and not json_out, strict=strict)
         points = pipe.store.count()
     if json_out:

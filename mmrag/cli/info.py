@@ -3,54 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
-import typer
-
-from mmrag.cli.common import (
-    IndexOpt,
-    JsonOpt,
-    QdrantUrlOpt,
-    guarded,
-    open_pipeline,
-    print_json,
-    stdout_console,
-)
+from mmrag.cli.common import guarded, open_pipeline, print_json, stdout_console
+from mmrag.cli.options import GeneratorMemoryOpt, GeneratorOpt, IndexOpt, JsonOpt, QdrantUrlOpt, QuantOpt
 
 
 @guarded
 def info(
     index: IndexOpt = Path("./mmrag-index"),
     qdrant_url: QdrantUrlOpt = None,
-    generator: Annotated[
-        str | None,
-        typer.Option(
-            "--generator",
-            "-g",
-            help="Generator to describe instead of the index's configured one.",
-            envvar="MMRAG_GENERATOR",
-            rich_help_panel="Model",
-        ),
-    ] = None,
-    quant: Annotated[
-        bool | None,
-        typer.Option(
-            "--quant/--no-quant",
-            help="Force 4-bit NF4 on or off (default: on for CUDA).",
-            rich_help_panel="Model",
-        ),
-    ] = None,
-    generator_memory: Annotated[
-        bool,
-        typer.Option(
-            "--generator-memory",
-            help="Load the generator to report its memory footprint.",
-            rich_help_panel="Model",
-        ),
-    ] = False,
+    generator: GeneratorOpt = None,
+    quant: QuantOpt = None,
+    generator_memory: GeneratorMemoryOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Show an index's encoders, point counts per modality, files, disk use and the generator."""
+    """Show an index's encoders, point counts per modality, files, disk use and the generator.
+
+    With --generator, describe that generator instead of the index's configured one.
+    """
     from mmrag.index.folder import read_manifest
     from mmrag.types import MMRAGError
 

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
-from mmrag.cli.common import JsonOpt, print_json, stdout_console
+from mmrag.cli.common import print_json, stdout_console
+from mmrag.cli.options import JsonOpt, RoleOpt
 
 app = typer.Typer(help="Registered models (descriptions as data).", no_args_is_help=True)
 
 
 @app.command("ls")
 def ls(
-    role: Annotated[
-        str | None, typer.Option(help="Only models with this role: image, text, llm, vlm.")
-    ] = None,
+    role: RoleOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """List registered models: id, family, roles, dim, license, and whether it loads offline."""

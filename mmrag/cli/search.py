@@ -7,22 +7,23 @@ from typing import Annotated
 
 import typer
 
-from mmrag.cli.common import (
+from mmrag.cli.common import fail, guarded, open_pipeline, print_json, stderr_console, stdout_console
+from mmrag.cli.options import (
     AdaptiveKOpt,
     HubnessOpt,
+    ImageOpt,
     IndexOpt,
     JsonOpt,
+    ModalityOpt,
+    PagesOpt,
+    PathGlobOpt,
     QdrantUrlOpt,
     QueryFiltersOpt,
     RerankModelOpt,
     RerankOpt,
-    fail,
-    guarded,
-    open_pipeline,
-    print_json,
+    TimeOpt,
+    TopKOpt,
     retrieval_options,
-    stderr_console,
-    stdout_console,
 )
 
 
@@ -30,23 +31,12 @@ from mmrag.cli.common import (
 def search(
     query: Annotated[str | None, typer.Argument(help="Text query.")] = None,
     index: IndexOpt = Path("./mmrag-index"),
-    k: Annotated[int, typer.Option("-k", "--top-k", help="Hits to return.")] = 10,
-    image: Annotated[
-        Path | None, typer.Option("--image", help="Image query (searches the image space).", exists=True)
-    ] = None,
-    modality: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--modality", "-m", help="image, page, video or text (repeatable).", rich_help_panel="Filters"
-        ),
-    ] = None,
-    path: Annotated[str | None, typer.Option(help="Glob over file paths.", rich_help_panel="Filters")] = None,
-    pages: Annotated[
-        str | None, typer.Option(help="Page range, e.g. 3-5.", rich_help_panel="Filters")
-    ] = None,
-    time: Annotated[
-        str | None, typer.Option(help="Time range in seconds, e.g. 10-60.", rich_help_panel="Filters")
-    ] = None,
+    k: TopKOpt = 10,
+    image: ImageOpt = None,
+    modality: ModalityOpt = None,
+    path: PathGlobOpt = None,
+    pages: PagesOpt = None,
+    time: TimeOpt = None,
     rerank: RerankOpt = None,
     rerank_model: RerankModelOpt = None,
     adaptive_k: AdaptiveKOpt = False,
@@ -59,13 +49,15 @@ def search(
 
     With --json: one object with the hits and how they were found (chosen k, filters, timings).
     """
-    if not query and image is None:
+    if not query and not image:
         fail("give a text query or --image")
+    if image and len(image) > 1:
+        fail("mmrag search takes one --image (mmrag ask takes several)")
     opts = retrieval_options(rerank, adaptive_k, hubness, query_filters)
+    query_image = image[0] if image else None
     with open_pipeline(index, None, None, qdrant_url, **{"rerank.model": rerank_model}) as pipe:
-        res = pipe.retrieve(
-            query, image=image, k=k, modality=modality or None, path=path, pages=pages, time=time, **opts
-        )
+        filters = {"modality": modality or None, "path": path, "pages": pages, "time": time}
+        res = pipe.retrieve(query, image=query_image, k=k, **filters, **opts)
     hits = res.hits
     if json_out:
         out = res.to_dict()

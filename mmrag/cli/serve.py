@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
-import typer
-
-from mmrag.cli.common import IndexOpt, QdrantUrlOpt, guarded, stderr_console
+from mmrag.cli.common import guarded, stderr_console
+from mmrag.cli.options import (
+    GeneratorOpt,
+    HostOpt,
+    IndexOpt,
+    MaxNewTokensOpt,
+    PortOpt,
+    PreloadOpt,
+    QdrantUrlOpt,
+    QuantOpt,
+    TopKOpt,
+)
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -15,35 +23,13 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 @guarded
 def serve(
     index: IndexOpt = Path("./mmrag-index"),
-    host: Annotated[
-        str, typer.Option(help="Address to listen on (0.0.0.0: every interface).", envvar="MMRAG_HOST")
-    ] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.", envvar="MMRAG_PORT")] = 8000,
-    k: Annotated[int, typer.Option("-k", "--top-k", help="Default hits per answer.")] = 5,
-    generator: Annotated[
-        str | None,
-        typer.Option(
-            "--generator",
-            "-g",
-            help="VLM/LLM hub id or folder, `smollm2-135m`, or a bridge folder.",
-            envvar="MMRAG_GENERATOR",
-            rich_help_panel="Model",
-        ),
-    ] = None,
-    no_quant: Annotated[
-        bool, typer.Option("--no-quant", help="Load the LLM unquantised.", rich_help_panel="Model")
-    ] = False,
-    max_new_tokens: Annotated[
-        int | None, typer.Option(help="Upper bound on generated tokens.", rich_help_panel="Model")
-    ] = None,
-    preload: Annotated[
-        bool,
-        typer.Option(
-            "--preload/--no-preload",
-            help="Load the generator and encoders before accepting requests.",
-            rich_help_panel="Model",
-        ),
-    ] = True,
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8000,
+    k: TopKOpt = 5,
+    generator: GeneratorOpt = None,
+    quant: QuantOpt = None,
+    max_new_tokens: MaxNewTokensOpt = None,
+    preload: PreloadOpt = True,
     qdrant_url: QdrantUrlOpt = None,
 ) -> None:
     """Serve a page to ask questions about an index, with the answer streaming and its sources shown.
@@ -65,7 +51,7 @@ def serve(
         raise MMRAGError(f"mmrag serve needs starlette and uvicorn ({e}): pip install 'mmrag[serve]'") from e
     overrides = {
         "generate.model": generator,
-        "generate.quantize": False if no_quant else None,
+        "generate.quantize": quant,
         "generate.max_new_tokens": max_new_tokens,
         "store.url": qdrant_url,
     }

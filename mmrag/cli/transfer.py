@@ -13,30 +13,23 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
-
-from mmrag.cli.common import IndexOpt, JsonOpt, QdrantUrlOpt, fail, guarded, print_json, stderr_console
-
-CollectionOpt = Annotated[
-    str | None,
-    typer.Option(help="Collection on the server (default: the source index's).", rich_help_panel="Store"),
-]
-ShardsOpt = Annotated[
-    int | None,
-    typer.Option("--shards", help="Shards of the new collection (cluster).", rich_help_panel="Store"),
-]
-ReplicasOpt = Annotated[
-    int | None,
-    typer.Option("--replicas", help="Copies of each shard (cluster).", rich_help_panel="Store"),
-]
-QuantizationOpt = Annotated[
-    str,
-    typer.Option(help="'int8': scalar-quantize vectors on the server, rescore.", rich_help_panel="Store"),
-]
-BatchOpt = Annotated[int, typer.Option(help="Points per page read and written.", min=1)]
-ProgressOpt = Annotated[bool, typer.Option(help="Progress bar on stderr.")]
+from mmrag.cli.common import fail, guarded, print_json, stderr_console
+from mmrag.cli.options import (
+    BatchSizeOpt,
+    CollectionOpt,
+    FromOpt,
+    IndexOpt,
+    JsonOpt,
+    OutOpt,
+    ProgressOpt,
+    QdrantUrlOpt,
+    QuantizationOpt,
+    ReplicasOpt,
+    ShardsOpt,
+    ToOpt,
+)
 
 
 def _options(shards: int | None, replicas: int | None, quantization: str) -> Any:
@@ -69,16 +62,13 @@ def _show(report: Any, json_out: bool, ready: Path | None) -> None:
 @guarded
 def export_index(
     index: IndexOpt,
-    to: Annotated[str, typer.Option("--to", help="A new folder (portable bundle) or a Qdrant server URL.")],
-    out: Annotated[
-        Path | None,
-        typer.Option(help="With a server URL: the new index folder that uses the collection."),
-    ] = None,
+    to: ToOpt,
+    out: OutOpt = None,
     collection: CollectionOpt = None,
     shards: ShardsOpt = None,
     replicas: ReplicasOpt = None,
     quantization: QuantizationOpt = "none",
-    batch_size: BatchOpt = 1024,
+    batch_size: BatchSizeOpt = 1024,
     progress: ProgressOpt = True,
     json_out: JsonOpt = False,
 ) -> None:
@@ -114,19 +104,14 @@ def export_index(
 
 @guarded
 def import_index(
-    source: Annotated[
-        Path,
-        typer.Option(
-            "--from", help="A bundle written by mmrag export, or an index folder (e.g. one on a server)."
-        ),
-    ],
+    source: FromOpt,
     index: IndexOpt,
     qdrant_url: QdrantUrlOpt = None,
     collection: CollectionOpt = None,
     shards: ShardsOpt = None,
     replicas: ReplicasOpt = None,
     quantization: QuantizationOpt = "none",
-    batch_size: BatchOpt = 1024,
+    batch_size: BatchSizeOpt = 1024,
     progress: ProgressOpt = True,
     json_out: JsonOpt = False,
 ) -> None:

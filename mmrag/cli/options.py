@@ -1,0 +1,354 @@
+"""Every option of the `mmrag` command line, declared once.
+
+A command module takes its options from here (`index: IndexOpt = Path("./mmrag-index")`) and never
+calls `typer.Option` itself, so that a flag reads the same in every command that has it: one
+spelling, one type, one help text, one environment variable. Defaults stay with the commands (a
+command may default `-k` to 10 and another to 5). `tests/test_cli_options.py` holds the line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+DEFAULT_BRIDGE = "~/.cache/mmrag/bridges/efficientnet-smollm2"
+
+
+def _opt(*names: str, text: str, panel: str | None = None, **kw: Any) -> Any:
+    """One `typer.Option`: its flags, its help text, its help panel and any further settings."""
+    return typer.Option(*names, help=text, rich_help_panel=panel, **kw)
+
+
+# --- index and store -------------------------------------------------------------------------------
+
+IndexOpt = Annotated[Path, _opt("--index", "-i", text="Index folder.", envvar="MMRAG_INDEX", panel="Index")]
+ProfileOpt = Annotated[
+    str | None,
+    _opt(
+        "--profile",
+        "-p",
+        text="Model profile: default (hub models) or offline (packaged models).",
+        envvar="MMRAG_PROFILE",
+        panel="Index",
+    ),
+]
+ConfigOpt = Annotated[
+    Path | None,
+    _opt("--config", "-c", text="TOML config file.", exists=True, dir_okay=False, panel="Index"),
+]
+ClipSecondsOpt = Annotated[
+    float | None, _opt("--clip-seconds", text="Video clip length in seconds.", panel="Ingest")
+]
+AsrOpt = Annotated[
+    str | None,
+    _opt(
+        "--asr",
+        text="Speech to text for videos: auto (when a video has no subtitles), always, or never. "
+        "Audio files are always transcribed.",
+        envvar="MMRAG_INGEST_ASR",
+        panel="Ingest",
+    ),
+]
+AsrModelOpt = Annotated[
+    str | None,
+    _opt(
+        "--asr-model",
+        text="faster-whisper model: whisper-tiny.en (packaged), a hub id or a CTranslate2 folder.",
+        envvar="MMRAG_INGEST_ASR_MODEL",
+        panel="Ingest",
+    ),
+]
+StrictOpt = Annotated[bool, _opt("--strict", text="Stop at the first bad file.")]
+ProgressOpt = Annotated[bool, _opt("--progress/--no-progress", text="Progress bar on stderr.")]
+JsonOpt = Annotated[bool, _opt("--json", text="Print JSON to stdout.")]
+QdrantUrlOpt = Annotated[
+    str | None,
+    _opt(
+        "--qdrant-url",
+        text="Qdrant server URL instead of the embedded engine.",
+        envvar="MMRAG_QDRANT_URL",
+        panel="Store",
+    ),
+]
+ToOpt = Annotated[str, _opt("--to", text="A new folder (portable bundle) or a Qdrant server URL.")]
+FromOpt = Annotated[
+    Path, _opt("--from", text="A bundle written by mmrag export, or an index folder (e.g. one on a server).")
+]
+OutOpt = Annotated[
+    Path | None,
+    _opt(
+        "--out",
+        text="Folder to write: the bridge (train-projector), or with a server URL the new index folder "
+        "that uses the collection (export).",
+    ),
+]
+CollectionOpt = Annotated[
+    str | None,
+    _opt("--collection", text="Collection on the server (default: the source index's).", panel="Store"),
+]
+ShardsOpt = Annotated[
+    int | None, _opt("--shards", text="Shards of the new collection (cluster).", panel="Store")
+]
+ReplicasOpt = Annotated[int | None, _opt("--replicas", text="Copies of each shard (cluster).", panel="Store")]
+QuantizationOpt = Annotated[
+    str, _opt("--quantization", text="'int8': scalar-quantize vectors on the server, rescore.", panel="Store")
+]
+BatchSizeOpt = Annotated[
+    int,
+    _opt(
+        "--batch-size",
+        text="Batch size: training pairs per step (train-projector), points per page (export, import).",
+        min=1,
+    ),
+]
+
+# --- retrieval ----------------------------------------------------------------------------------------
+
+TopKOpt = Annotated[
+    int, _opt("-k", "--top-k", text="Hits: returned by search, given to the generator by ask and serve.")
+]
+ImageOpt = Annotated[
+    list[Path] | None,
+    _opt(
+        "--image",
+        text="Query image, searched in the image space (ask: repeatable, shown to the generator too).",
+        exists=True,
+        dir_okay=False,
+    ),
+]
+ModalityOpt = Annotated[
+    list[str] | None,
+    _opt(
+        "--modality",
+        "-m",
+        text="Only these modalities: image, page, video, text or audio (repeatable).",
+        panel="Filters",
+    ),
+]
+PathGlobOpt = Annotated[str | None, _opt("--path", text="Glob over file paths.", panel="Filters")]
+PagesOpt = Annotated[str | None, _opt("--pages", text="Page range, e.g. 3-5.", panel="Filters")]
+TimeOpt = Annotated[str | None, _opt("--time", text="Time range in seconds, e.g. 10-60.", panel="Filters")]
+RerankOpt = Annotated[
+    str | None,
+    _opt(
+        "--rerank",
+        text="Rerank the fused candidates: llm, cross-encoder, vlm, bi-encoder or none.",
+        panel="Retrieval",
+    ),
+]
+RerankModelOpt = Annotated[
+    str | None,
+    _opt(
+        "--rerank-model", text="Reranker hub id or folder (default: the reranker's own).", panel="Retrieval"
+    ),
+]
+AdaptiveKOpt = Annotated[
+    bool,
+    _opt(
+        "--adaptive-k",
+        text="Keep as many hits as the reranker's scores call for (needs --rerank).",
+        panel="Retrieval",
+    ),
+]
+HubnessOpt = Annotated[
+    bool | None,
+    _opt(
+        "--hubness/--no-hubness",
+        text="Dual-bank hubness correction of dense scores (banks built at index time).",
+        panel="Retrieval",
+    ),
+]
+QueryFiltersOpt = Annotated[
+    bool | None,
+    _opt(
+        "--query-filters/--no-query-filters",
+        text="Read source names and dates in the query as filters.",
+        panel="Retrieval",
+    ),
+]
+MultiHopOpt = Annotated[
+    bool,
+    _opt("--multi-hop", text="Split the question into sub-queries, retrieve each, answer from the union."),
+]
+IterativeOpt = Annotated[
+    bool, _opt("--iterative", text="Multi-hop by rounds: retrieve, read, ask the next query.")
+]
+VideoOpt = Annotated[
+    str | None,
+    _opt(
+        "--video",
+        text="Ask about a video (path or glob, e.g. episode01.mkv): answer from its retrieved clips.",
+        panel="Video",
+    ),
+]
+ChoiceOpt = Annotated[
+    list[str] | None,
+    _opt(
+        "--choice",
+        text="A candidate answer (repeatable): each is scored by likelihood and the best wins.",
+        panel="Video",
+    ),
+]
+
+# --- models -------------------------------------------------------------------------------------------
+
+GeneratorOpt = Annotated[
+    str | None,
+    _opt(
+        "--generator",
+        "-g",
+        text="Generator: a bridge folder (mmrag train-projector), a VLM/LLM hub id or folder, "
+        "or a packaged name such as smollm2-135m.",
+        envvar="MMRAG_GENERATOR",
+        panel="Model",
+    ),
+]
+QuantOpt = Annotated[
+    bool | None,
+    _opt("--quant/--no-quant", text="Force 4-bit NF4 on or off (default: on for CUDA).", panel="Model"),
+]
+MaxNewTokensOpt = Annotated[
+    int | None, _opt("--max-new-tokens", text="Upper bound on generated tokens.", panel="Model")
+]
+DeviceOpt = Annotated[str, _opt("--device", text="auto, cpu, cuda, ...", panel="Model")]
+PromptsOpt = Annotated[
+    Path | None,
+    _opt(
+        "--prompts", text="Folder of prompt templates overriding the packaged ones.", envvar="MMRAG_PROMPTS"
+    ),
+]
+GeneratorMemoryOpt = Annotated[
+    bool, _opt("--generator-memory", text="Load the generator to report its memory footprint.", panel="Model")
+]
+PreloadOpt = Annotated[
+    bool,
+    _opt(
+        "--preload/--no-preload",
+        text="Load the generator and encoders before accepting requests.",
+        panel="Model",
+    ),
+]
+RoleOpt = Annotated[str | None, _opt("--role", text="Only models with this role: image, text, llm, vlm.")]
+
+# --- serve --------------------------------------------------------------------------------------------
+
+HostOpt = Annotated[
+    str, _opt("--host", text="Address to listen on (0.0.0.0: every interface).", envvar="MMRAG_HOST")
+]
+PortOpt = Annotated[int, _opt("--port", text="Port to listen on.", envvar="MMRAG_PORT")]
+
+# --- training -----------------------------------------------------------------------------------------
+
+VisionOpt = Annotated[str, _opt("--vision", text="efficientnet-lite0, or a CLIP/SigLIP id or folder.")]
+LlmOpt = Annotated[str, _opt("--llm", text="Causal LM: packaged name (smollm2-135m), hub id or folder.")]
+DataOpt = Annotated[
+    str | None,
+    _opt(
+        "--data",
+        text="Data: for train-projector easy-vqa, a .jsonl file or a folder of image + .txt pairs; "
+        "for an eval, the folder of its files (default: the shared data).",
+    ),
+]
+FeatureOpt = Annotated[str, _opt("--feature", text="pooled or grid tower features.")]
+VisualTokensOpt = Annotated[int, _opt("--visual-tokens", text="Visual tokens per image.")]
+MaxPairsOpt = Annotated[int, _opt("--max-pairs", text="Training pairs (one pass).")]
+MaxImagesOpt = Annotated[int, _opt("--max-images", text="Draw the pairs from this many images (0: all).")]
+LrOpt = Annotated[float, _opt("--lr", text="Learning rate.")]
+SeedOpt = Annotated[int, _opt("--seed", text="Random seed: question draw, generated video, training order.")]
+NoResumeOpt = Annotated[bool, _opt("--no-resume", text="Ignore an existing checkpoint.")]
+LoraOpt = Annotated[bool, _opt("--lora", text="Stage 2: also train LoRA adapters on the LLM (needs peft).")]
+LoraROpt = Annotated[int, _opt("--lora-r", text="LoRA rank.")]
+
+# --- evaluation suites --------------------------------------------------------------------------------
+
+RunsOpt = Annotated[
+    Path, _opt("--runs", text="Where run folders go, and what a suite caches (index, generated video).")
+]
+BenchOpt = Annotated[
+    Path | None,
+    _opt(
+        "--bench",
+        text="Also write the summary JSON here (default: bench/results/<suite>.json on a full run of "
+        "the shared data; easy-vqa: none).",
+    ),
+]
+ConfigsOpt = Annotated[
+    list[str] | None,
+    _opt("--configs", text="Run these retrieval configurations (repeatable; default: the suite's)."),
+]
+QuestionsOpt = Annotated[
+    str | None,
+    _opt(
+        "--questions",
+        text="How many questions to draw (seeded; 0: all); financebench: the questions JSONL file "
+        "(default: the shared 62-question sample).",
+    ),
+]
+LimitOpt = Annotated[int, _opt("--limit", text="First N questions only (0: all).")]
+AnswersOpt = Annotated[
+    bool,
+    _opt(
+        "--answers/--no-answers",
+        text="Also generate answers (slow), from retrieval and from the gold evidence.",
+    ),
+]
+ImageModelOpt = Annotated[
+    str | None,
+    _opt(
+        "--image-model",
+        text="Image encoder override: a CLIP/SigLIP id or folder (clip8: one with a text side).",
+    ),
+]
+SplitOpt = Annotated[str, _opt("--split", text="dev (tune) or test (report).")]
+QueriesOpt = Annotated[
+    Path | None,
+    _opt("--queries", text="Queries in the MultiHopRAG.json schema (default: the shared split)."),
+]
+CorpusOpt = Annotated[
+    Path | None,
+    _opt("--corpus", text="corpus.json or articles_facts.jsonl (default: the shared evidence)."),
+]
+SweepOpt = Annotated[
+    str | None, _opt("--sweep", text="`retrieval`: every retrieval configuration side by side.")
+]
+DecomposerOpt = Annotated[str, _opt("--decomposer", text="Sub-queries for +multi-hop: rules or llm.")]
+AnswerSampleOpt = Annotated[
+    int, _opt("--answer-sample", text="With --answers: the first N/4 queries of each question type (0: all).")
+]
+ReportOpt = Annotated[bool, _opt("--report/--no-report", text="Also write report.html into the run folder.")]
+DocOpt = Annotated[
+    list[str] | None, _opt("--doc", text="Index only this document (repeatable), ask its questions.")
+]
+PdfsOpt = Annotated[Path | None, _opt("--pdfs", text="Folder of <doc_name>.pdf (default: the shared PDFs).")]
+TagBaselineOpt = Annotated[
+    bool,
+    _opt(
+        "--tag-baseline/--no-tag-baseline",
+        text="Also report the ImageNet-tag text baseline (labelled as such).",
+    ),
+]
+MinutesOpt = Annotated[float, _opt("--minutes", text="Length of the generated video.")]
+FramesOpt = Annotated[int, _opt("--frames", text="Frame budget per question, split across the clips.")]
+ContextClipsOpt = Annotated[int, _opt("--context-clips", text="Retrieved clips the generator reads.")]
+FusionOpt = Annotated[str, _opt("--fusion", text="auto, joint (one prompt) or late (per clip and source).")]
+TvqaOpt = Annotated[
+    Path | None,
+    _opt("--tvqa", text="TVQA-long tvqa_val_edited.json: run TVQA-long instead.", exists=True),
+]
+TvqaSubtitlesOpt = Annotated[
+    Path | None, _opt("--tvqa-subtitles", text="TVQA tvqa_preprocessed_subtitles.json.", exists=True)
+]
+TvqaFramesOpt = Annotated[Path | None, _opt("--tvqa-frames", text="TVQA frames root (frames_hq/).")]
+EpisodesOpt = Annotated[int, _opt("--episodes", text="TVQA-long: first N episodes (0: all).")]
+
+
+def retrieval_options(
+    rerank: str | None, adaptive_k: bool, hubness: bool | None, query_filters: bool | None
+) -> dict[str, Any]:
+    """`Pipeline.retrieve` keyword arguments from the shared retrieval options (unset ones left out)."""
+    opts: dict[str, Any] = {"rerank": rerank, "hubness": hubness, "filters_from_query": query_filters}
+    if adaptive_k:
+        opts["adaptive_k"] = True
+    return {k: v for k, v in opts.items() if v is not None}
