@@ -10,6 +10,7 @@ The key hashes what decides the index's content:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -39,9 +40,18 @@ def _sources(module: str) -> list[Path]:
 
 
 def code_version(modules: Iterable[str] | None = None) -> str:
-    """A hash of the index-building code's source files (`INDEX_CODE` by default): names and bytes."""
+    """A hash of the index-building code's source files (`INDEX_CODE` by default): names and bytes.
+
+    Read once per process for a given module list: the key describes the code this process runs,
+    even if the files change on disk while it runs.
+    """
+    return _code_version(tuple(INDEX_CODE if modules is None else modules))
+
+
+@functools.lru_cache(maxsize=8)
+def _code_version(modules: tuple[str, ...]) -> str:
     digest = hashlib.sha256()
-    for module in INDEX_CODE if modules is None else modules:
+    for module in modules:
         for path in _sources(module):
             digest.update(f"{module}:{path.name}\0".encode() + path.read_bytes())
     return digest.hexdigest()[:12]

@@ -36,6 +36,7 @@ def test_key_changes_with_the_index_code(tmp_path: Path, monkeypatch: pytest.Mon
     before = _index.index_key([doc], mcfg)
     assert _index.index_key([doc], mcfg) == before  # stable while nothing changes
     (pkg / "chunking.py").write_text("WORDS = 200\n")
+    _index._code_version.cache_clear()  # read once per process: a new process sees the new code
     assert _index.index_key([doc], mcfg) != before
     sys.modules.pop("fake_indexing", None)
 
