@@ -32,7 +32,8 @@ THRESHOLDS = [round(0.01 * i, 2) for i in range(1, 100)]
 
 def candidates(args: argparse.Namespace) -> None:
     """Hybrid candidates (text, fused score) and gold facts of the first `--limit` dev queries."""
-    from mmrag.evals.multihop import NULL_TYPE, EvalConfig, load_queries, open_index, resolve_data
+    from mmrag.evals.multihop import EvalConfig, open_index
+    from mmrag.evals.multihop_data import NULL_TYPE, load_queries, resolve_data
 
     cfg = EvalConfig(split="dev", configs=["hybrid"])
     qpath, cpath, _ = resolve_data("dev", None, None)
@@ -160,7 +161,7 @@ class QueryLikelihood:
 
 
 def _metrics(rows: list[dict[str, Any]], orders: list[list[int]]) -> dict[str, float]:
-    from mmrag.evals.multihop import query_metrics
+    from mmrag.evals.multihop_data import query_metrics
 
     ms = [
         query_metrics([r["hits"][i]["text"] for i in o], r["facts"])
@@ -170,7 +171,7 @@ def _metrics(rows: list[dict[str, Any]], orders: list[list[int]]) -> dict[str, f
 
 
 def _relevant(row: dict[str, Any]) -> list[bool]:
-    from mmrag.evals.multihop import normalise
+    from mmrag.evals.multihop_data import normalise
 
     facts = [normalise(f) for f in row["facts"]]
     return [any(f in normalise(h["text"]) for f in facts) for h in row["hits"]]
@@ -277,7 +278,9 @@ def report(args: argparse.Namespace) -> None:
             f"(hybrid on same: {base['hits@4']}, {base['mrr@10']}, {base['auc']})"
         )
     if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        from common import write_json  # bench/ is on the path: this script's folder
+
+        write_json(results, Path(args.out))
 
 
 def main() -> None:

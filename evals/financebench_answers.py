@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from mmrag.types import Hit
 
 if TYPE_CHECKING:
-    from mmrag.evals.financebench import EvalConfig
+    from mmrag.evals.financebench_data import EvalConfig
     from mmrag.pipeline import Pipeline
 
 # -- answer rule -------------------------------------------------------------------------------------
@@ -101,7 +101,7 @@ def answer_all(
     from rich.progress import Progress
 
     from mmrag.answer.ask import answer
-    from mmrag.evals.financebench import first_per_page, ranked_pages
+    from mmrag.evals.financebench_data import first_per_page, ranked_pages
 
     gen_cfg = replace(pipe.config.generate, max_new_tokens=cfg.answer_tokens)
     groups: dict[str, dict[str, list[bool]]] = {"retrieved": defaultdict(list), "gold": defaultdict(list)}

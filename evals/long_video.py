@@ -3,9 +3,10 @@
 Two benchmarks run through the same loop (`mmrag.answer.video.clips`: retrieve clips, decode frames, score the
 choices by likelihood):
 
-- `generated` (default, no outside data): a 21-minute video with subtitles built by
-  `long_video_gen` (easy-VQA shapes, text cards, real clips from `../shared/data/video` when
-  present), questions answerable from the subtitles only, the frames only, or both;
+- `generated` (default, no outside data): a 21-minute video with subtitles planned by
+  `long_video_plan` and rendered by `long_video_gen` (easy-VQA shapes, text cards, real clips from
+  `../shared/data/video` when present), questions answerable from the subtitles only, the frames
+  only, or both;
 - `tvqa-long`: Goldfish's TVQA-long layout (`long_video_tvqa`), when a user has the files.
 
 Per question: the ground-truth clip's rank among the retrieved clips (a clip counts when its
@@ -21,11 +22,12 @@ the summary in `bench/results/long_video.json`.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmrag.evals import write_json, write_run
+from mmrag.evals.long_video_config import EvalConfig, Item, default_bridge, shared_videos
 from mmrag.types import MMRAGError
 
 if TYPE_CHECKING:
@@ -35,67 +37,6 @@ if TYPE_CHECKING:
 
 MODES = ("full", "subtitles_only", "frames_only")
 CHANCE = 0.2
-
-
-def default_bridge() -> str:
-    """The offline bridge `mmrag train-projector` writes: `~/.cache/mmrag/bridges/efficientnet-smollm2`."""
-    from mmrag.generate.llm import cache_dir
-
-    return str(cache_dir() / "bridges" / "efficientnet-smollm2")
-
-
-def shared_videos() -> Path:
-    """`$MMRAG_SHARED_DATA/video`, by default ../shared/data/video beside the checkout."""
-    import os
-
-    default = Path(__file__).resolve().parents[2] / "shared" / "data"
-    return Path(os.environ.get("MMRAG_SHARED_DATA", default)) / "video"
-
-
-@dataclass
-class EvalConfig:
-    """One long-video run."""
-
-    generator: str = ""
-    """Generator (bridge folder, VLM, LLM); empty: the offline bridge."""
-    questions: int = 60
-    """Questions drawn (seeded, balanced over kinds); 0 for all."""
-    seed: int = 0
-    minutes: float = 21.0
-    """Length of the generated video."""
-    videos: str | None = None
-    """Real videos mixed into the generated one (default ../shared/data/video when present; "" for none)."""
-    runs: str = "runs"
-    device: str = "auto"
-    k: int = 5
-    context_clips: int = 1
-    """SmolLM2-135M answers best from one clip: with the top 3 (mixed 1/rank) it was 0.38-0.49 against
-    0.58 on 45 seed-0 questions (a dev check on this benchmark)."""
-    frames: int = 8
-    frame_px: int | None = 64
-    """The offline bridge was trained on 64-px easy-VQA images and reads colours best at that scale."""
-    normalise: str = "mean"
-    fusion: str = "auto"
-    clip_seconds: float = 10.0
-    tvqa: str | None = None
-    """`tvqa_val_edited.json`: run TVQA-long instead of the generated benchmark."""
-    tvqa_subtitles: str | None = None
-    tvqa_frames: str | None = None
-    episodes: int = 0
-    """TVQA-long: first N episodes only (0: all)."""
-
-
-@dataclass
-class Item:
-    """A question as the loop sees it."""
-
-    id: str
-    kind: str
-    question: str
-    choices: list[str]
-    answer_idx: int
-    video: str
-    span: tuple[float, float]
 
 
 def _options(cfg: EvalConfig) -> VideoQAOptions:
@@ -222,7 +163,8 @@ def _pipeline(cfg: EvalConfig, index: Path) -> Pipeline:
 
 def generated_items(cfg: EvalConfig) -> tuple[list[Item], Path, dict[str, Any]]:
     """Generate (or reuse) the benchmark; its items, the video, and facts for the metrics."""
-    from mmrag.evals.long_video_gen import GenConfig, generate, pick_questions
+    from mmrag.evals.long_video_gen import generate
+    from mmrag.evals.long_video_plan import GenConfig, pick_questions
 
     real = Path(cfg.videos) if cfg.videos else (shared_videos() if cfg.videos is None else None)
     real = real if real is not None and real.is_dir() else None
@@ -262,8 +204,9 @@ def evaluate(
     """Run the suite; returns the metrics and writes the run folder (and `bench_file`)."""
     from rich.progress import Progress
 
-    from mmrag.generate.loader import load_generator
+    from mmrag.generate.loader import load_generator, require_generator
 
+    require_generator(cfg.generator or default_bridge())  # before minutes of video and indexing
     if cfg.tvqa:
         from mmrag.evals.long_video_tvqa import tvqa_items
 

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from mmrag.types import Chunk, MMRAGError
 
 if TYPE_CHECKING:
-    from mmrag.evals.long_video import EvalConfig, Item
+    from mmrag.evals.long_video_config import EvalConfig, Item
     from mmrag.pipeline import Pipeline
 
 TVQA_FPS = 3.0
@@ -243,7 +243,7 @@ def tvqa_items(
     cfg: EvalConfig, make_pipeline: Callable[[EvalConfig, Path], Pipeline]
 ) -> tuple[list[Item], Pipeline, float, dict[str, Any]]:
     """Index the chosen episodes (once, cached under `runs/long-video/tvqa-index/`); list their questions."""
-    from mmrag.evals.long_video import Item
+    from mmrag.evals.long_video_config import Item
 
     if not cfg.tvqa_subtitles:
         raise MMRAGError(

@@ -9,7 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from mmrag.cli import app
-from mmrag.evals.financebench import (
+from mmrag.evals.financebench_answers import is_correct, numbers_match, parse_numbers, reference_number
+from mmrag.evals.financebench_data import (
     aggregate,
     evidence_pages,
     load_questions,
@@ -17,7 +18,6 @@ from mmrag.evals.financebench import (
     ranked_pages,
     resolve_data,
 )
-from mmrag.evals.financebench_answers import is_correct, numbers_match, parse_numbers, reference_number
 from mmrag.types import Hit, MMRAGError
 
 

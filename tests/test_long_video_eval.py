@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from mmrag.evals.long_video import MODES, EvalConfig, aggregate, evaluate, markdown
-from mmrag.evals.long_video_gen import COLOURS, SHAPE_NAMES, GenConfig, generate, pick_questions, plan
+from mmrag.evals.long_video_gen import generate
+from mmrag.evals.long_video_plan import COLOURS, SHAPE_NAMES, GenConfig, pick_questions, plan
 from mmrag.evals.long_video_tvqa import (
     clip_spans,
     episode_chunks,

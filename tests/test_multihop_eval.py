@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mmrag.cli import app
-from mmrag.evals.multihop import aggregate, load_queries, normalise, query_metrics, resolve_data
+from mmrag.evals.multihop_data import aggregate, load_queries, normalise, query_metrics, resolve_data
 from mmrag.types import MMRAGError
 
 FACT_A = "The river rose by two metres overnight."

@@ -21,15 +21,16 @@ from typing import TYPE_CHECKING, Any
 
 from mmrag.encoders.base import resolve_device
 from mmrag.encoders.embedders import Embedders, embed_chunks
+from mmrag.index.record import FileRecorder, failure_reason, file_version, read_chunks
 from mmrag.index.workers import resolve_workers
-from mmrag.store.base import SearchFilter, Store
 from mmrag.types import Chunk, FileError, IndexReport, IngestError, MMRAGError, NothingToIndex
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from mmrag.config import IngestConfig, MMRAGConfig
+    from mmrag.config import MMRAGConfig
     from mmrag.index.folder import FileTable
+    from mmrag.store.base import Store
 
 # Chunks embedded together: bounds memory (a clip holds a few frames, a page one image).
 GROUP = 32
@@ -54,8 +55,7 @@ class Indexer:
         self.emb = embedders
         self.ocr = ocr
         self._tick: Callable[[int], None] = lambda points: None
-        self._pending: list[tuple[str, str, int, int]] = []
-        self._last_commit = time.monotonic()
+        self.recorder = FileRecorder(store, files, cfg.ingest.commit_seconds)
 
     def run(
         self,
@@ -79,12 +79,24 @@ class Indexer:
                     from mmrag.index.overlap import OverlappedRun
 
                     # `embed_chunks` is read here, at call time, so a wrapper set on this module applies
-                    OverlappedRun(self, embed_chunks, report, advance, strict, on_file, workers).run(found)
+                    OverlappedRun(
+                        self.recorder,
+                        self.emb,
+                        self.cfg,
+                        embed=embed_chunks,
+                        report=report,
+                        advance=advance,
+                        strict=strict,
+                        on_file=on_file,
+                        workers=workers,
+                        ocr=self.ocr,
+                        caption_fn=self.caption_fn,
+                    ).run(found)
                 else:
                     self._run_serial(found, report, advance, strict, on_file)
             finally:
                 # Files finished before an error or interrupt are recorded: a rerun skips them.
-                self._commit(force=True)
+                self.recorder.commit(force=True)
         report.seconds = time.perf_counter() - t0
         return report
 
@@ -108,8 +120,8 @@ class Indexer:
                 continue
             except (IngestError, OSError, ValueError, RuntimeError, MemoryError) as e:
                 if strict:
-                    raise MMRAGError(f"{path}: {_reason(e)}") from e
-                report.errors.append(FileError(str(path), _reason(e)))
+                    raise MMRAGError(f"{path}: {failure_reason(e)}") from e
+                report.errors.append(FileError(str(path), failure_reason(e)))
                 advance(path, 1)
                 continue
             if written is None:
@@ -126,7 +138,7 @@ class Indexer:
         from mmrag.ingest import file_hash
 
         key = str(path)
-        before = _version(path)
+        before = file_version(path)
         size = before[0]
         digest = file_hash(path)
         old = self.files.get(key)
@@ -139,7 +151,7 @@ class Indexer:
                 self.store.upsert(points)
                 written_ids.extend(p.id for p in points)
                 self._tick(len(written_ids))
-            if _version(path) != before:
+            if file_version(path) != before:
                 # a writer got in between hashing and reading: the points may not match the hash
                 raise IngestError(
                     "file changed while it was being indexed; index it again once it is complete"
@@ -151,67 +163,12 @@ class Indexer:
             raise
         if not written_ids:
             raise IngestError("no content found (nothing to index)")
-        self._delete_stale(key, digest)
-        self._pending.append((key, digest, size, len(written_ids)))
-        self._commit(force=False)
+        self.recorder.delete_stale(key, digest)
+        self.recorder.record(key, digest, size, len(written_ids))
         return len(written_ids)
-
-    def _commit(self, force: bool) -> None:
-        """Flush the store, then record the files whose points it now holds.
-
-        A flush costs ~0.25 s here, so it runs at most every `ingest.commit_seconds` (and at the end):
-        a crash redoes at most that much work, and a recorded file always has all its points on disk.
-        """
-        if not self._pending:
-            return
-        if not force and time.monotonic() - self._last_commit < self.cfg.ingest.commit_seconds:
-            return
-        self.store.flush()
-        self.files.put_many(self._pending)
-        self._pending.clear()
-        self._last_commit = time.monotonic()
 
     def _chunks(self, path: Path) -> Iterator[Chunk]:
         return read_chunks(path, self.cfg.ingest, self.ocr, self.caption_fn)
-
-    def _delete_stale(self, path: str, keep_hash: str) -> None:
-        """Delete points of `path` written from another version of its content."""
-        stale = [
-            p["id"]
-            for p in self.store.scroll(SearchFilter(paths=[path]))
-            if p["payload"].get("file_hash") != keep_hash
-        ]
-        if stale:
-            self.store.delete_ids(stale)
-
-
-def read_chunks(
-    path: Path,
-    cfg: IngestConfig,
-    ocr: Callable[[Image.Image], str] | None,
-    caption_fn: Callable[[list[Image.Image]], list[str]] | None,
-) -> Iterator[Chunk]:
-    """A file's chunks (`iter_chunks`), captioned when `cfg.caption` and a captioner is given."""
-    from mmrag.ingest import iter_chunks
-
-    chunks = iter_chunks(path, cfg, ocr=ocr)
-    if cfg.caption and caption_fn is not None:
-        from mmrag.index.captions import caption_chunks
-
-        chunks = caption_chunks(chunks, caption_fn, cfg.caption_batch)
-    yield from chunks
-
-
-def _version(path: Path) -> tuple[int, int]:
-    """Size and modification time (ns): what tells a file rewritten in place from the one hashed."""
-    st = path.stat()
-    return st.st_size, st.st_mtime_ns
-
-
-def _reason(e: BaseException) -> str:
-    if isinstance(e, IngestError | MMRAGError):
-        return str(e)
-    return f"{type(e).__name__}: {e}"
 
 
 def _groups(it: Iterator[Chunk], n: int) -> Iterator[list[Chunk]]:

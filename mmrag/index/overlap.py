@@ -23,12 +23,15 @@ from typing import TYPE_CHECKING, Any
 
 from mmrag.encoders.base import PixelEncoder
 from mmrag.encoders.embedders import ChunkVectors, encode_chunks
-from mmrag.index.indexer import _reason, _version, read_chunks
+from mmrag.index.record import FileRecorder, failure_reason, file_version, read_chunks
 from mmrag.index.workers import End, Failed, FileFeed, Header, Item, ReadAhead, serialized
 from mmrag.types import FileError, IndexReport, IngestError, MMRAGError, NothingToIndex
 
 if TYPE_CHECKING:
-    from mmrag.index.indexer import Indexer
+    from PIL import Image
+
+    from mmrag.config import MMRAGConfig
+    from mmrag.encoders.embedders import Embedders
 
 # What a bad file raises (the serial path catches the same): anything else stops the run.
 FILE_ERRORS = (IngestError, OSError, ValueError, RuntimeError, MemoryError)
@@ -53,28 +56,39 @@ class OverlappedRun:
     """One `Indexer.run` with workers (`ingest.workers` > 0).
 
     Args:
-        ix: The indexer (store, file table, encoders, commit and stale-point helpers).
+        recorder: The store and file table, shared with the indexer: points go to `recorder.store`,
+            finished files to `recorder.record`, a changed file's old points to `recorder.delete_stale`.
+        embedders: The encoders.
+        cfg: Encoder batch size and ingest settings.
         embed: `embed_chunks`, looked up by the caller at call time (tests wrap it).
         report: Filled in place.
         advance: Progress callback `(path, files_done, points=0)`.
         strict: Stop at the first bad file.
         on_file: Called with each file done (path, points written; 0 when skipped).
         workers: Reader threads.
+        ocr: OCR for the readers (called from one thread at a time).
+        caption_fn: Captioner for the readers (called from one thread at a time).
     """
 
     def __init__(
         self,
-        ix: Indexer,
+        recorder: FileRecorder,
+        embedders: Embedders,
+        cfg: MMRAGConfig,
+        *,
         embed: Callable[..., Any],
         report: IndexReport,
         advance: Callable[..., None],
         strict: bool,
         on_file: Callable[[Path, int], None] | None,
         workers: int,
+        ocr: Callable[[Image.Image], str] | None = None,
+        caption_fn: Callable[[list[Image.Image]], list[str]] | None = None,
     ) -> None:
-        self.ix, self.embed, self.report, self.advance = ix, embed, report, advance
+        self.recorder, self.store, self.emb, self.ingest = recorder, recorder.store, embedders, cfg.ingest
+        self.embed, self.report, self.advance = embed, report, advance
         self.strict, self.on_file, self.workers = strict, on_file, workers
-        self.batch_size = max(1, ix.cfg.encoders.batch_size)
+        self.batch_size = max(1, cfg.encoders.batch_size)
         self.max_chunks = 4 * self.batch_size  # text chunks ride along with the frames
         self._batch: list[tuple[_File, Item]] = []
         self._frames = 0
@@ -85,13 +99,13 @@ class OverlappedRun:
         self._seq = 0
         self._known: dict[str, str] = {}
         self._load_lock = threading.Lock()
-        self._ocr = serialized(ix.ocr)
-        self._caption = serialized(ix.caption_fn)
+        self._ocr = serialized(ocr)
+        self._caption = serialized(caption_fn)
 
     # -- main thread ---------------------------------------------------------------------------
     def run(self, found: Sequence[Path]) -> None:
         """Index `found`; partial points of unfinished files are dropped if it raises."""
-        self._known = {r.path: r.hash for r in self.ix.files.all()}
+        self._known = self.recorder.known()
         budget = 2 * self.batch_size
         try:
             with ReadAhead(found, self._prepare, self.workers, budget, self.max_chunks) as ahead:
@@ -105,7 +119,7 @@ class OverlappedRun:
         except BaseException:
             for f in self._open.values():
                 if f.written:
-                    self.ix.store.delete_ids(f.written)
+                    self.store.delete_ids(f.written)
             raise
 
     def _read(self, feed: FileFeed) -> None:
@@ -143,7 +157,7 @@ class OverlappedRun:
         """Encode the batch in one pass, write each file's points, record the files now complete."""
         batch, self._batch, self._frames = self._batch, [], 0
         if batch:
-            emb, bs = self.ix.emb, self.batch_size
+            emb, bs = self.emb, self.batch_size
             vectors: ChunkVectors | None
             try:
                 vectors = encode_chunks(
@@ -163,7 +177,7 @@ class OverlappedRun:
                     if vec is None:
                         vec = encode_chunks(chunks, emb, bs, [it.pixels for it in items])
                     points = self.embed(chunks, state.digest, emb, batch_size=bs, vectors=vec)
-                    self.ix.store.upsert(points)
+                    self.store.upsert(points)
                 except FILE_ERRORS as e:
                     self._fail(state, e)
                     continue
@@ -189,7 +203,7 @@ class OverlappedRun:
             try:
                 if not state.items:
                     raise IngestError("no content found (nothing to index)")
-                if _version(state.path) != state.version:
+                if file_version(state.path) != state.version:
                     raise IngestError(
                         "file changed while it was being indexed; index it again once it is complete"
                     )
@@ -197,10 +211,9 @@ class OverlappedRun:
                 self._fail(state, e)
                 continue
             key = str(state.path)
-            self.ix._delete_stale(key, state.digest)
+            self.recorder.delete_stale(key, state.digest)
             self._open.pop(id(state), None)
-            self.ix._pending.append((key, state.digest, state.version[0], len(state.written)))
-            self.ix._commit(force=False)
+            self.recorder.record(key, state.digest, state.version[0], len(state.written))
             self.report.files_indexed += 1
             self.report.points_written += len(state.written)
             self._done(state, len(state.written))
@@ -217,12 +230,12 @@ class OverlappedRun:
             self.report.ignored.append(FileError(str(state.path), str(error)))
         elif self.strict:
             if self._stop is None or state.seq < self._stop_seq:
-                self._stop = MMRAGError(f"{state.path}: {_reason(error)}")
+                self._stop = MMRAGError(f"{state.path}: {failure_reason(error)}")
                 self._stop.__cause__ = error
                 self._stop_seq = state.seq
             return
         else:
-            self.report.errors.append(FileError(str(state.path), _reason(error)))
+            self.report.errors.append(FileError(str(state.path), failure_reason(error)))
         self.advance(state.path, 1)
 
     def _drop(self, state: _File) -> None:
@@ -230,7 +243,7 @@ class OverlappedRun:
         state.failed = True
         self._open.pop(id(state), None)
         if state.written:
-            self.ix.store.delete_ids(state.written)
+            self.store.delete_ids(state.written)
             state.written = []
         if state.queued:
             self._batch = [(s, it) for s, it in self._batch if s is not state]
@@ -242,13 +255,13 @@ class OverlappedRun:
         """Hash, read and preprocess one file into its feed (runs on a worker thread)."""
         from mmrag.ingest import file_hash
 
-        version = _version(path)
+        version = file_version(path)
         digest = file_hash(path)
         skip = self._known.get(str(path)) == digest
         feed.put(Header(digest, version, skip))
         if skip:
             return
-        for chunk in read_chunks(path, self.ix.cfg.ingest, self._ocr, self._caption):
+        for chunk in read_chunks(path, self.ingest, self._ocr, self._caption):
             pixels = None
             if chunk.images:
                 enc = self._image_encoder()
@@ -260,7 +273,7 @@ class OverlappedRun:
 
     def _image_encoder(self) -> Any:
         with self._load_lock:  # the first image loads the encoder: once, not once per worker
-            return self.ix.emb.image
+            return self.emb.image
 
 
 def _segments(batch: list[tuple[_File, Item]]) -> list[tuple[_File, int, int]]:

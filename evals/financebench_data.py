@@ -1,0 +1,149 @@
+"""FinanceBench data and scoring: the questions, their evidence pages, page-level metrics, a run's config.
+
+`mmrag.evals.financebench` runs the retrieval configurations and `mmrag.evals.financebench_answers`
+the answers; both read the questions and fold hits into pages through this module. The protocol is
+in `mmrag.evals.financebench`'s docstring.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmrag.types import Hit, MMRAGError
+
+# name -> keyword options of `Pipeline.search` (`spaces` among "text", "bm25", "image"; none: all).
+CONFIGS: dict[str, dict[str, Any]] = {
+    "bm25": {"spaces": ["bm25"]},
+    "dense-text": {"spaces": ["text"]},
+    "image": {"spaces": ["image"]},
+    "hybrid": {},
+    "dense-text+hubness": {"spaces": ["text"], "hubness": True},
+    "hybrid+hubness": {"hubness": True},
+}
+METRICS = ("recall@5", "recall@10", "mrr@10", "doc_recall@5")
+
+Page = tuple[str, int]
+
+
+def shared_financebench() -> Path:
+    """`$MMRAG_SHARED_DATA/docs/financebench`, by default ../shared/data beside the checkout."""
+    default = Path(__file__).resolve().parents[2] / "shared" / "data"
+    return Path(os.environ.get("MMRAG_SHARED_DATA", default)) / "docs" / "financebench"
+
+
+# -- retrieval metrics -------------------------------------------------------------------------------
+def first_per_page(hits: Sequence[Hit]) -> dict[Page, Hit]:
+    """The first hit of each `(document, page)` in rank order (the document is the file stem)."""
+    out: dict[Page, Hit] = {}
+    for h in hits:
+        if h.page is not None:
+            out.setdefault((Path(h.path).stem, int(h.page)), h)
+    return out
+
+
+def ranked_pages(hits: Sequence[Hit]) -> list[Page]:
+    """`(document, page)` of the hits in rank order, each page once (a window maps to its page)."""
+    return list(first_per_page(hits))
+
+
+def page_metrics(pages: Sequence[Page], evidence: Collection[Page]) -> dict[str, float]:
+    """Recall@5, Recall@10, MRR@10 and Doc Recall@5 of deduplicated ranked pages against the evidence."""
+    gold = set(evidence)
+    if not gold:
+        raise ValueError("a question needs at least one evidence page")
+    first = next((r for r, p in enumerate(pages[:10], start=1) if p in gold), None)
+    gold_docs = {d for d, _ in gold}
+    return {
+        "recall@5": len(gold & set(pages[:5])) / len(gold),
+        "recall@10": len(gold & set(pages[:10])) / len(gold),
+        "mrr@10": 1.0 / first if first else 0.0,
+        "doc_recall@5": len(gold_docs & {d for d, _ in pages[:5]}) / len(gold_docs),
+    }
+
+
+def aggregate(rows: Sequence[dict[str, Any]], config: str) -> dict[str, dict[str, float]]:
+    """Mean of each metric of `row[config]["metrics"]`, overall (`all`) and per `row["type"]`."""
+    groups: dict[str, list[dict[str, float]]] = defaultdict(list)
+    for r in rows:
+        groups["all"].append(r[config]["metrics"])
+        groups[r["type"]].append(r[config]["metrics"])
+    return {
+        t: {m: round(sum(x[m] for x in ms) / len(ms), 4) for m in METRICS} | {"n": len(ms)}
+        for t, ms in sorted(groups.items())
+    }
+
+
+# -- data --------------------------------------------------------------------------------------------
+def load_questions(path: str | Path) -> list[dict[str, Any]]:
+    """FinanceBench records from a JSONL (or JSON list) file; MMRAGError naming the file and record."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+        if text.lstrip().startswith("["):
+            data = json.loads(text)
+        else:
+            data = [json.loads(line) for line in text.splitlines() if line.strip()]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise MMRAGError(f"{p}: cannot read FinanceBench questions: {e}") from e
+    for i, q in enumerate(data):
+        ok = isinstance(q, dict) and isinstance(q.get("question"), str) and isinstance(q.get("doc_name"), str)
+        if not ok or not isinstance(q.get("evidence"), list) or not q["evidence"]:
+            raise MMRAGError(f"{p}: record {i} lacks `question`, `doc_name` or a non-empty `evidence` list")
+        if not all(
+            isinstance(e, dict) and isinstance(e.get("evidence_page_num"), int) for e in q["evidence"]
+        ):
+            raise MMRAGError(f"{p}: record {i}: every evidence needs an integer `evidence_page_num`")
+    return data
+
+
+def evidence_pages(q: dict[str, Any]) -> list[Page]:
+    """The question's evidence pages, `(doc_name, zero-based page)`, each once."""
+    pages = ((str(e.get("doc_name") or q["doc_name"]), e["evidence_page_num"]) for e in q["evidence"])
+    return list(dict.fromkeys(pages))
+
+
+def resolve_data(questions: str | None, pdfs: str | None) -> tuple[Path, Path]:
+    """`(questions file, PDF folder)`; MMRAGError naming what is missing."""
+    root = shared_financebench()
+    q = Path(questions) if questions else root / "questions.jsonl"
+    d = Path(pdfs) if pdfs else root / "pdfs"
+    if not q.is_file():
+        raise MMRAGError(
+            f"FinanceBench questions not found at {q}: pass --questions (financebench_open_source.jsonl) "
+            "or set MMRAG_SHARED_DATA"
+        )
+    if not d.is_dir():
+        raise MMRAGError(f"FinanceBench PDF folder not found at {d}: pass --pdfs or set MMRAG_SHARED_DATA")
+    return q, d
+
+
+@dataclass
+class EvalConfig:
+    """One FinanceBench run."""
+
+    questions: str | None = None
+    """Questions file (FinanceBench JSONL); default `<shared>/docs/financebench/questions.jsonl`."""
+    pdfs: str | None = None
+    """Folder of `<doc_name>.pdf` files; default the shared `pdfs/`."""
+    docs: list[str] | None = None
+    """Index only these documents and ask only their questions (None: every PDF of the folder)."""
+    limit: int = 0
+    """First N questions only (0: all)."""
+    profile: str = "offline"
+    image_model: str | None = None
+    """Override `encoders.image` (a CLIP/SigLIP id or folder lets the `image` configuration run)."""
+    runs: str = "runs"
+    hits: int = 50
+    """Hits fetched per question before they fold into pages (the windows of a page collapse)."""
+    configs: list[str] = field(default_factory=lambda: list(CONFIGS))
+    answers: bool = False
+    """Also generate answers (slow) from the `answer_config` hits and from the gold pages."""
+    answer_config: str = "hybrid"
+    answer_k: int = 5
+    answer_tokens: int = 64
