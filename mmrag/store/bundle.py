@@ -3,8 +3,9 @@
 The bundle is the portable format of `mmrag export --to DIR`: a description file and checksummed parts.
 
 `bundle.json` names the format, its version and the part files; each `points-NNNNN.npz` holds one
-page of points (dense vectors per space, BM25 sparse vectors, payloads as compressed JSON) and is
-checked against its SHA-256 when read. A bundle never points outside its folder.
+page of points (dense vectors per space, multi-vectors as rows plus offsets, BM25 sparse vectors,
+payloads as compressed JSON) and is checked against its SHA-256 when read. A bundle never points
+outside its folder.
 """
 
 from __future__ import annotations
@@ -96,9 +97,17 @@ def edge_store(store: Store) -> EdgeStore:
 
 
 # -- the bundle's part files -------------------------------------------------------------------------
-def _encode_part(points: Sequence[PointData], spaces: dict[str, int]) -> dict[str, Any]:
+def _encode_part(
+    points: Sequence[PointData], spaces: dict[str, int], multi: dict[str, int] | None = None
+) -> dict[str, Any]:
     n = len(points)
     arrays: dict[str, Any] = {"ids": np.array([p.id for p in points], dtype=str)}
+    for name, dim in (multi or {}).items():
+        # a page's rows one after another; `indptr[i]:indptr[i + 1]` are point i's (none: no vector)
+        mats = [np.asarray(p.dense[name], np.float32).reshape(-1, dim) for p in points if name in p.dense]
+        counts = [len(np.asarray(p.dense[name]).reshape(-1, dim)) if name in p.dense else 0 for p in points]
+        arrays[f"multi.{name}.rows"] = np.concatenate(mats) if mats else np.zeros((0, dim), np.float32)
+        arrays[f"multi.{name}.indptr"] = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     for name, dim in spaces.items():
         mat, has = np.zeros((n, dim), dtype=np.float32), np.zeros(n, dtype=bool)
         for i, p in enumerate(points):
@@ -116,7 +125,7 @@ def _encode_part(points: Sequence[PointData], spaces: dict[str, int]) -> dict[st
     return arrays
 
 
-def _decode_part(z: Any, spaces: dict[str, int]) -> list[PointData]:
+def _decode_part(z: Any, spaces: dict[str, int], multi: dict[str, int] | None = None) -> list[PointData]:
     ids = [str(i) for i in z["ids"]]
     payloads = json.loads(zlib.decompress(z["payload.zlib"].tobytes()).decode("utf-8"))
     has_sparse, indptr = z["bm25.has"], z["bm25.indptr"]
@@ -127,6 +136,10 @@ def _decode_part(z: Any, spaces: dict[str, int]) -> list[PointData]:
     points = []
     for i, pid in enumerate(ids):
         vecs = {name: mat[i] for name, (mat, has) in dense.items() if has[i]}
+        for name in multi or {}:
+            rows, ptr = z[f"multi.{name}.rows"], z[f"multi.{name}.indptr"]
+            if ptr[i + 1] > ptr[i]:
+                vecs[name] = rows[ptr[i] : ptr[i + 1]]
         sp = None
         if has_sparse[i]:
             a, b = indptr[i], indptr[i + 1]
@@ -135,12 +148,14 @@ def _decode_part(z: Any, spaces: dict[str, int]) -> list[PointData]:
     return points
 
 
-def _write_part(path: Path, points: Sequence[PointData], spaces: dict[str, int]) -> str:
+def _write_part(
+    path: Path, points: Sequence[PointData], spaces: dict[str, int], multi: dict[str, int] | None = None
+) -> str:
     """Write one part (through a temporary file and a rename); returns its sha256."""
     buf = io.BytesIO()
     # Only the payload text is compressed: zlib gains under 1% on float32 embeddings and BM25 token
     # hashes, and compressing them cost more time than the rest of an export together.
-    np.savez(buf, **_encode_part(points, spaces))
+    np.savez(buf, **_encode_part(points, spaces, multi))
     data = buf.getvalue()
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
@@ -151,7 +166,9 @@ def _write_part(path: Path, points: Sequence[PointData], spaces: dict[str, int])
     return hashlib.sha256(data).hexdigest()
 
 
-def _read_part(path: Path, sha256: str, spaces: dict[str, int]) -> list[PointData]:
+def _read_part(
+    path: Path, sha256: str, spaces: dict[str, int], multi: dict[str, int] | None = None
+) -> list[PointData]:
     try:
         data = path.read_bytes()
     except OSError as e:
@@ -160,7 +177,7 @@ def _read_part(path: Path, sha256: str, spaces: dict[str, int]) -> list[PointDat
         raise MMRAGError(f"{path}: checksum mismatch: the part is damaged or was changed; export again")
     try:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:  # never unpickle what a file says
-            return _decode_part(z, spaces)
+            return _decode_part(z, spaces, multi)
     except (ValueError, KeyError, OSError, zlib.error) as e:
         raise MMRAGError(f"{path}: not a readable bundle part: {type(e).__name__}: {e}") from e
 
@@ -187,8 +204,15 @@ def read_bundle(folder: Path) -> dict[str, Any]:
 class BundleEnd:
     """A bundle folder: read part by part, or written one part per page."""
 
-    def __init__(self, folder: Path, spaces: dict[str, int], meta: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        spaces: dict[str, int],
+        meta: dict[str, Any] | None = None,
+        multi: dict[str, int] | None = None,
+    ) -> None:
         self.folder, self.spaces, self.meta = folder, spaces, meta or {}
+        self.multi = multi or {}
         self.label = f"bundle {folder}"
 
     def count(self) -> int:
@@ -198,18 +222,18 @@ class BundleEnd:
         parts = self.meta.get("parts", [])
         for k in range(int(start or 0), len(parts)):
             part = parts[k]
-            points = _read_part(self.folder / part["file"], part["sha256"], self.spaces)
+            points = _read_part(self.folder / part["file"], part["sha256"], self.spaces, self.multi)
             yield points, (k + 1 if k + 1 < len(parts) else None)
 
     def write(self, points: list[PointData], ckpt: dict[str, Any]) -> None:
         name = f"points-{len(ckpt['parts']):05d}.npz"
-        sha = _write_part(self.folder / name, points, self.spaces)
+        sha = _write_part(self.folder / name, points, self.spaces, self.multi)
         ckpt["parts"].append({"file": name, "points": len(points), "sha256": sha})
 
     def retrieve(self, ids: Sequence[str], ckpt: dict[str, Any]) -> dict[str, PointData]:
         want, out = set(ids), {}
         for part in ckpt["parts"]:
-            for p in _read_part(self.folder / part["file"], part["sha256"], self.spaces):
+            for p in _read_part(self.folder / part["file"], part["sha256"], self.spaces, self.multi):
                 if p.id in want:
                     out[p.id] = p
         return out
