@@ -11,13 +11,13 @@ import json
 from pathlib import Path
 
 import pytest
+from media import make_pdf
 
 from mmrag.ingest.meta import document_meta, from_file_name, section_heading
 from mmrag.ingest.periods import find_days, find_periods
 from mmrag.retrieve.route import Doc, Router, period_score
 from mmrag.retrieve.units import document_scores, group_pages
 from mmrag.store.base import ScoredPoint
-from media import make_pdf
 
 COVER_10K = (
     "UNITED STATES SECURITIES AND EXCHANGE COMMISSION\nFORM 10-K\n"
