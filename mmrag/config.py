@@ -236,8 +236,15 @@ class GenerateConfig:
     dtype: str = "auto"
     """Weights' dtype (`auto`: bfloat16 on CUDA, float32 on CPU; `float32`, `float16`, `bfloat16`);
     with 4 bits, the compute dtype."""
-    max_new_tokens: int = 256
-    """Upper bound on generated tokens."""
+    max_new_tokens: int = 192
+    """Upper bound on generated tokens (an answer of one to three sentences needs under 100)."""
+    stop_on_repetition: bool = True
+    """End the answer when it repeats a sentence or a run of `repeat_ngram` words (small models loop)."""
+    repeat_ngram: int = 8
+    """Words in a run that, written a second time, counts as a loop (0: sentences only)."""
+    repetition_penalty: float = 1.1
+    """Penalty on tokens the answer already generated (1.0: off); the prompt's tokens are exempt,
+    so numbers and names can still be copied from the sources."""
     context_chars: int = 6000
     """Budget of retrieved text put into the prompt (the top hits first)."""
     max_images: int = 2

@@ -28,16 +28,23 @@ class Generator:
         self.dtype = dtype
 
     def generate(
-        self, prompt: str, images: Sequence[Image.Image] = (), max_new_tokens: int = 256, stream: bool = False
+        self,
+        prompt: str,
+        images: Sequence[Image.Image] = (),
+        max_new_tokens: int = 256,
+        stream: bool = False,
+        **gen_kw: Any,
     ) -> str | Iterator[str]:
+        """Answer `prompt` (about `images`); `gen_kw` reaches `mmrag.generate.llm.generate_from`
+        (`stop_on_repetition`, `repeat_ngram`, `repetition_penalty`, transformers' generate options)."""
         if images and not self.reads_images:
             raise MMRAGError(f"{self.model_id} reads no images; use a VLM or a bridge as the generator")
         if self.reads_images:
             out: str | Iterator[str] = self.backend.generate(
-                prompt, images, max_new_tokens=max_new_tokens, stream=stream
+                prompt, images, max_new_tokens=max_new_tokens, stream=stream, **gen_kw
             )
         else:
-            out = self.backend.generate(prompt, max_new_tokens=max_new_tokens, stream=stream)
+            out = self.backend.generate(prompt, max_new_tokens=max_new_tokens, stream=stream, **gen_kw)
         return out
 
 
