@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    import numpy as np
     from PIL import Image
 
 Modality = Literal["image", "page", "video", "text", "audio"]
@@ -114,6 +116,37 @@ class IndexReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# Namespace for deterministic point ids: uuid5(NAMESPACE, f"{content_hash}:{locator}").
+POINT_NAMESPACE = uuid.UUID("6f1c1f7e-6a3c-4e0b-9d1e-3b8f1a2c9d10")
+
+
+def point_id(content_hash: str, locator: str) -> str:
+    """Deterministic point id: the same content at the same locator always maps to the same id."""
+    return str(uuid.uuid5(POINT_NAMESPACE, f"{content_hash}:{locator}"))
+
+
+@dataclass
+class SparseVec:
+    """A sparse vector (BM25 term weights): parallel lists of term indices and their values."""
+
+    indices: list[int]
+    values: list[float]
+
+
+@dataclass
+class PointData:
+    """A point to upsert. `dense` maps a space name (`image`, `text`) to an L2-normalised vector, and a
+    multi-vector space (`page`, `StoreSchema.multi`) to a (tokens, dim) matrix.
+
+    Encoders build points (`mmrag.encoders.embedders`) and stores write them (`mmrag.store`).
+    """
+
+    id: str
+    dense: dict[str, np.ndarray] = field(default_factory=dict)
+    sparse: SparseVec | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
 
 
 class MMRAGError(Exception):

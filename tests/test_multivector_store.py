@@ -116,7 +116,7 @@ def test_bad_multivectors_are_named(tmp_path: Path) -> None:
 
 
 def test_memory_collection_with_other_kind_is_refused() -> None:
-    from mmrag.store.server import _schema_differences
+    from mmrag.store.server_setup import schema_differences as _schema_differences
 
     with ClientStore(":memory:", SCHEMA, "c") as s:
         info = s.client.get_collection("c")

@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from mmrag.store.base import SparseVec
-from mmrag.types import MMRAGError
+from mmrag.types import MMRAGError, SparseVec
 
 
 class Bm25Encoder:

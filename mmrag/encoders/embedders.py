@@ -22,8 +22,8 @@ from mmrag.encoders.base import (
     pixel_rows,
     resolve_device,
 )
-from mmrag.store.base import BM25, PointData, SparseVec, StoreSchema, point_id
-from mmrag.types import Chunk, MMRAGError
+from mmrag.store.base import BM25, StoreSchema
+from mmrag.types import Chunk, MMRAGError, PointData, SparseVec, point_id
 
 if TYPE_CHECKING:
     from mmrag.config import EncoderConfig

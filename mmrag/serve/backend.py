@@ -190,21 +190,21 @@ class Backend:
         return {**self.pipe.info(), "serve": {"k": self.k}}
 
     def find_hit(self, hit_id: str) -> Hit | None:
-        """A point by id: from the hits served so far, else by scanning the store (slow on big indexes)."""
+        """A point by id: from the hits served so far, else read from the store by its id."""
         if not _HIT_ID.match(hit_id):
             return None
         hit = self._hits.get(hit_id)
         if hit is not None:
             return hit
-        for p in self.pipe.store.scroll():
-            if str(p["id"]) == hit_id:
-                from mmrag.retrieve.query import to_hits
-                from mmrag.store.base import ScoredPoint
+        rows = self.pipe.store.get([hit_id])
+        if not rows:
+            return None
+        from mmrag.retrieve.query import to_hits
+        from mmrag.store.base import ScoredPoint
 
-                hit = to_hits([ScoredPoint(hit_id, 0.0, p["payload"])])[0]
-                self._hits.put(hit_id, hit)
-                return hit
-        return None
+        hit = to_hits([ScoredPoint(rows[0]["id"], 0.0, rows[0]["payload"])])[0]
+        self._hits.put(hit_id, hit)
+        return hit
 
     # -- from any thread ----------------------------------------------------------------------------
     def cached_hit(self, hit_id: str) -> Hit | None:

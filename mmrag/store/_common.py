@@ -6,7 +6,8 @@ means exactly the same thing on qdrant-edge-py and on a Qdrant server.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +86,23 @@ def multi_list(schema: StoreSchema, name: str, vec: np.ndarray, what: str) -> li
         raise MMRAGError(f"{what}: multi-vector {name!r} contains NaN or infinity")
     rows: list[list[float]] = arr.tolist()
     return rows
+
+
+def point_ids(ids: Iterable[str]) -> list[str]:
+    """The point ids among `ids`, each once, in order, in canonical form (other strings dropped)."""
+    out: dict[str, None] = {}
+    for i in ids:
+        try:
+            out[str(uuid.UUID(str(i)))] = None
+        except ValueError:
+            continue
+    return list(out)
+
+
+def in_order(ids: Sequence[str], rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`rows` (each with an `id`) in the order of `ids`, missing ones left out."""
+    by_id = {row["id"]: row for row in rows}
+    return [by_id[i] for i in ids if i in by_id]
 
 
 def check_sparse(indices: Sequence[int], values: Sequence[float], what: str) -> None:

@@ -6,7 +6,6 @@ Two backends implement it: `EdgeStore` (qdrant-edge-py, embedded, the default) a
 
 from __future__ import annotations
 
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -14,8 +13,12 @@ from typing import Any, Literal, Self
 
 import numpy as np
 
-# Namespace for deterministic point ids: uuid5(NAMESPACE, f"{content_hash}:{locator}").
-POINT_NAMESPACE = uuid.UUID("6f1c1f7e-6a3c-4e0b-9d1e-3b8f1a2c9d10")
+# The plain point records live in `mmrag.types` (encoders build them, stores write them); re-exported.
+from mmrag.types import POINT_NAMESPACE as POINT_NAMESPACE
+from mmrag.types import PointData as PointData
+from mmrag.types import SparseVec as SparseVec
+from mmrag.types import point_id as point_id
+
 BM25 = "bm25"
 # Payload fields that get an index (filters on them stay fast at scale).
 INDEXED_FIELDS: dict[str, Literal["keyword", "integer", "float"]] = {
@@ -30,28 +33,6 @@ INDEXED_FIELDS: dict[str, Literal["keyword", "integer", "float"]] = {
 # Qdrant's own default RRF constant (server and qdrant-client local mode use k=2); qdrant-edge-py
 # wants it spelled out, so both backends fuse identically unless `search.rrf_k` says otherwise.
 RRF_K = 2
-
-
-def point_id(content_hash: str, locator: str) -> str:
-    """Deterministic point id: the same content at the same locator always maps to the same id."""
-    return str(uuid.uuid5(POINT_NAMESPACE, f"{content_hash}:{locator}"))
-
-
-@dataclass
-class SparseVec:
-    indices: list[int]
-    values: list[float]
-
-
-@dataclass
-class PointData:
-    """A point to upsert. `dense` maps a space name (`image`, `text`) to an L2-normalised vector, and a
-    multi-vector space (`page`, `StoreSchema.multi`) to a (tokens, dim) matrix."""
-
-    id: str
-    dense: dict[str, np.ndarray] = field(default_factory=dict)
-    sparse: SparseVec | None = None
-    payload: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -189,6 +170,14 @@ class Store(ABC):
     @abstractmethod
     def scroll(self, flt: SearchFilter | None = None, with_vectors: bool = False) -> Iterator[dict[str, Any]]:
         """Every point as `{"id", "payload", "vectors"?}` (vectors: name -> list or SparseVec)."""
+
+    @abstractmethod
+    def get(self, ids: Sequence[str], with_vectors: bool = False) -> list[dict[str, Any]]:
+        """The points with these ids, as `scroll` gives them, in the order asked.
+
+        Ids the store does not hold (and strings that are not point ids) are left out; an id asked
+        twice comes back once. One request, however large the store: no scan.
+        """
 
     def optimize(self) -> None:
         """Build search indexes (HNSW) now; a no-op where the backend indexes in the background.

@@ -76,12 +76,7 @@ class StoreEnd:
         self.store.upsert(points)
 
     def retrieve(self, ids: Sequence[str], ckpt: dict[str, Any]) -> dict[str, PointData]:
-        if isinstance(self.store, ClientStore):
-            rows = self.store.retrieve(ids)
-        else:
-            records = edge_store(self.store).shard.retrieve(list(ids), with_payload=True, with_vector=True)
-            rows = [_edge_row(r) for r in records]
-        return {r["id"]: _row_to_point(r) for r in rows}
+        return {r["id"]: _row_to_point(r) for r in self.store.get(ids, with_vectors=True)}
 
     def stored(self, ckpt: dict[str, Any]) -> int:
         return self.store.count()

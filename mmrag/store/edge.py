@@ -34,7 +34,9 @@ from mmrag.store._common import (
     check_sparse,
     conditions,
     dense_list,
+    in_order,
     last_per_id,
+    point_ids,
 )
 from mmrag.store.base import (
     BM25,
@@ -128,6 +130,13 @@ def _vectors_out(qe: Any, vector: Any) -> dict[str, Any]:
     for name, v in (vector or {}).items():
         out[name] = SparseVec(list(v.indices), list(v.values)) if isinstance(v, qe.SparseVector) else list(v)
     return out
+
+
+def _record(qe: Any, r: Any, with_vectors: bool) -> dict[str, Any]:
+    item: dict[str, Any] = {"id": str(r.id), "payload": dict(r.payload or {})}
+    if with_vectors:
+        item["vectors"] = _vectors_out(qe, r.vector)
+    return item
 
 
 class EdgeStore(Store):
@@ -283,12 +292,16 @@ class EdgeStore(Store):
                 )
             )
             for r in records:
-                item: dict[str, Any] = {"id": str(r.id), "payload": dict(r.payload or {})}
-                if with_vectors:
-                    item["vectors"] = _vectors_out(qe, r.vector)
-                yield item
+                yield _record(qe, r, with_vectors)
             if offset is None:
                 return
+
+    def get(self, ids: Sequence[str], with_vectors: bool = False) -> list[dict[str, Any]]:
+        wanted = point_ids(ids)
+        if not wanted:
+            return []
+        records = self.shard.retrieve(wanted, True, with_vectors)
+        return in_order(wanted, (_record(self._qe, r, with_vectors) for r in records))
 
     def optimize(self) -> None:
         """Build HNSW graphs and merge segments now (blocks; seconds per 10k 512-d points)."""
