@@ -13,6 +13,7 @@ from mmrag.cli.options import (
     AdaptiveKOpt,
     ChoiceOpt,
     GeneratorOpt,
+    GroupOpt,
     HubnessOpt,
     ImageOpt,
     IndexOpt,
@@ -25,6 +26,7 @@ from mmrag.cli.options import (
     QuantOpt,
     QueryFiltersOpt,
     RerankOpt,
+    RouteOpt,
     TopKOpt,
     VideoOpt,
     retrieval_options,
@@ -49,6 +51,8 @@ def ask(
     adaptive_k: AdaptiveKOpt = False,
     hubness: HubnessOpt = None,
     query_filters: QueryFiltersOpt = None,
+    route: RouteOpt = None,
+    group: GroupOpt = None,
     qdrant_url: QdrantUrlOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -78,7 +82,7 @@ def ask(
             modality=modality or None,
             on_token=stream,
             multi_hop="iterative" if iterative else "decompose" if multi_hop else None,
-            **retrieval_options(rerank, adaptive_k, hubness, query_filters),
+            **retrieval_options(rerank, adaptive_k, hubness, query_filters, route, group),
         )
     if json_out:
         print_json(ans.to_dict())

@@ -13,8 +13,10 @@ from mmrag.cli.options import (
     AsrOpt,
     ClipSecondsOpt,
     ConfigOpt,
+    ContextualOpt,
     IndexOpt,
     JsonOpt,
+    MetaOpt,
     ProfileOpt,
     ProgressOpt,
     QdrantUrlOpt,
@@ -35,6 +37,8 @@ def index(
     clip_seconds: ClipSecondsOpt = None,
     asr: AsrOpt = None,
     asr_model: AsrModelOpt = None,
+    meta: MetaOpt = None,
+    contextual: ContextualOpt = None,
     strict: StrictOpt = False,
     progress: ProgressOpt = True,
     json_out: JsonOpt = False,
@@ -46,6 +50,7 @@ def index(
     """
     err = stderr_console()
     ingest = {"ingest.clip_seconds": clip_seconds, "ingest.asr": asr, "ingest.asr_model": asr_model}
+    ingest |= {"ingest.meta_file": str(meta.resolve()) if meta else None, "ingest.contextual": contextual}
     with open_pipeline(index, profile, config, qdrant_url, **ingest) as pipe:
         report = pipe.index(paths, progress=progress and not json_out, strict=strict)
         points = pipe.store.count()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from mmrag.cli.common import guarded, open_pipeline, print_json, stdout_console
 from mmrag.cli.options import GeneratorMemoryOpt, GeneratorOpt, IndexOpt, JsonOpt, QdrantUrlOpt, QuantOpt
@@ -29,6 +30,7 @@ def info(
     overrides = {"generate.model": generator, "generate.quantize": quant}
     with open_pipeline(index, None, None, qdrant_url, **overrides) as pipe:
         data = pipe.info(generator_memory=generator_memory)
+        data["documents"] = _documents(pipe)
     if json_out:
         print_json(data)
         return
@@ -43,6 +45,28 @@ def info(
         + "  ".join(f"{m}={n}" for m, n in data["points_by_modality"].items())
         + f"  files={data['files']}"
     )
+    if data["documents"]:
+        con.print(f"  documents with metadata: {len(data['documents'])}")
+        for d in data["documents"][:DOCS_SHOWN]:
+            con.print(f"    {Path(d['path']).name}: {d['label']}", highlight=False)
+        if len(data["documents"]) > DOCS_SHOWN:
+            con.print(f"    ... {len(data['documents']) - DOCS_SHOWN} more (--json lists them all)")
     g = data["generator"]
     mem = f"  memory={g['memory_bytes'] / 1e6:.1f} MB" if g["memory_bytes"] is not None else ""
     con.print(f"  generator  {g['model']}  device={g['device']}  4-bit={g['quantize_4bit']}{mem}")
+
+
+DOCS_SHOWN = 20
+
+
+def _documents(pipe: Any) -> list[dict[str, Any]]:
+    """The documents' metadata as routing reads it (`mmrag/ingest/meta.py`), one entry per file."""
+    from dataclasses import asdict
+
+    from mmrag.retrieve.route import doc_label
+
+    out = []
+    for d in pipe.router().docs:
+        fields = {k: v for k, v in asdict(d).items() if v not in (None, [])}
+        out.append(fields | {"label": doc_label({f"doc_{k}": v for k, v in fields.items()})})
+    return out

@@ -168,6 +168,43 @@ QueryFiltersOpt = Annotated[
         panel="Retrieval",
     ),
 ]
+RouteOpt = Annotated[
+    str | None,
+    _opt(
+        "--route",
+        text="Question-aware routing to the documents, sources and days the question names: "
+        "filter (those first, filled from the rest), boost (fused with the rest) or off.",
+        panel="Retrieval",
+    ),
+]
+GroupOpt = Annotated[
+    str | None,
+    _opt(
+        "--group",
+        text="Hit units: chunk, page (each page once, ranked by its best chunks) or document-page "
+        "(the best documents' pages first).",
+        panel="Retrieval",
+    ),
+]
+MetaOpt = Annotated[
+    Path | None,
+    _opt(
+        "--meta",
+        text="JSONL or CSV mapping file paths to document metadata (title, entity, aliases, type, "
+        "year, quarter, date, source); a <file>.meta.json beside a file wins over it.",
+        exists=True,
+        dir_okay=False,
+        panel="Ingest",
+    ),
+]
+ContextualOpt = Annotated[
+    bool | None,
+    _opt(
+        "--contextual/--no-contextual",
+        text="Embed each chunk with its document's title, entity, period and section heading.",
+        panel="Ingest",
+    ),
+]
 MultiHopOpt = Annotated[
     bool,
     _opt("--multi-hop", text="Split the question into sub-queries, retrieve each, answer from the union."),
@@ -345,10 +382,16 @@ EpisodesOpt = Annotated[int, _opt("--episodes", text="TVQA-long: first N episode
 
 
 def retrieval_options(
-    rerank: str | None, adaptive_k: bool, hubness: bool | None, query_filters: bool | None
+    rerank: str | None,
+    adaptive_k: bool,
+    hubness: bool | None,
+    query_filters: bool | None,
+    route: str | None = None,
+    group: str | None = None,
 ) -> dict[str, Any]:
     """`Pipeline.retrieve` keyword arguments from the shared retrieval options (unset ones left out)."""
     opts: dict[str, Any] = {"rerank": rerank, "hubness": hubness, "filters_from_query": query_filters}
+    opts |= {"route": route, "group": group}
     if adaptive_k:
         opts["adaptive_k"] = True
     return {k: v for k, v in opts.items() if v is not None}

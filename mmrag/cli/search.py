@@ -10,6 +10,7 @@ import typer
 from mmrag.cli.common import fail, guarded, open_pipeline, print_json, stderr_console, stdout_console
 from mmrag.cli.options import (
     AdaptiveKOpt,
+    GroupOpt,
     HubnessOpt,
     ImageOpt,
     IndexOpt,
@@ -21,6 +22,7 @@ from mmrag.cli.options import (
     QueryFiltersOpt,
     RerankModelOpt,
     RerankOpt,
+    RouteOpt,
     TimeOpt,
     TopKOpt,
     retrieval_options,
@@ -42,6 +44,8 @@ def search(
     adaptive_k: AdaptiveKOpt = False,
     hubness: HubnessOpt = None,
     query_filters: QueryFiltersOpt = None,
+    route: RouteOpt = None,
+    group: GroupOpt = None,
     qdrant_url: QdrantUrlOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -53,7 +57,7 @@ def search(
         fail("give a text query or --image")
     if image and len(image) > 1:
         fail("mmrag search takes one --image (mmrag ask takes several)")
-    opts = retrieval_options(rerank, adaptive_k, hubness, query_filters)
+    opts = retrieval_options(rerank, adaptive_k, hubness, query_filters, route, group)
     query_image = image[0] if image else None
     with open_pipeline(index, None, None, qdrant_url, **{"rerank.model": rerank_model}) as pipe:
         filters = {"modality": modality or None, "path": path, "pages": pages, "time": time}
@@ -73,10 +77,13 @@ def search(
         stderr_console().print(f"[dim]{n}[/]", highlight=False)
     from rich.table import Table
 
+    from mmrag.retrieve.route import doc_label
+
     table = Table(show_lines=False)
-    for col in ("#", "score", "modality", "file", "where", "text"):
+    for col in ("#", "score", "modality", "file", "document", "where", "text"):
         table.add_column(col, overflow="fold" if col == "text" else "ellipsis")
     for i, h in enumerate(hits, 1):
         snippet = " ".join((h.text or ", ".join(h.payload.get("tags") or [])).split())[:100]
-        table.add_row(str(i), f"{h.score:.3f}", h.modality, Path(h.path).name, h.locator(), snippet)
+        doc = doc_label(h.payload)
+        table.add_row(str(i), f"{h.score:.3f}", h.modality, Path(h.path).name, doc, h.locator(), snippet)
     stdout_console().print(table)

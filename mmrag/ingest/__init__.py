@@ -95,7 +95,10 @@ def iter_chunks(
     from mmrag.ingest.meta import with_document_meta
 
     chunks = _read_chunks(path, kind, cfg, ocr)
-    yield from with_document_meta(chunks, path, cfg.meta_file, cfg.contextual)
+    # titles, names and periods are read from documents; images, videos and JSON records have
+    # document fields only when a sidecar or a `meta_file` row gives them
+    rules = kind == "pdf" or path.suffix.lower() in (".txt", ".md", ".markdown")
+    yield from with_document_meta(chunks, path, cfg.meta_file, cfg.contextual, rules)
 
 
 def _read_chunks(

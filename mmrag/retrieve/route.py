@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mmrag.ingest.periods import TYPE_FAMILY, Periods, find_periods
+from mmrag.ingest.periods import TYPE_FAMILY, Periods, find_periods, period_label
 from mmrag.retrieve.filters import DATE_FIELD, SOURCE_FIELD, FilterReader
 
 PERIOD_SLACK = 1.0
@@ -133,6 +133,13 @@ class Route:
         if self.groups and (bits or self.periods.days or self.periods.types):
             out["period"] = bits + self.periods.days + self.periods.types
         return out
+
+
+def doc_label(payload: dict[str, Any]) -> str:
+    """A hit's document in a few words, from its `doc_*` payload: "Acme Inc 10-K FY2022" ("" if none)."""
+    fields = {k[4:]: v for k, v in payload.items() if k.startswith("doc_")}
+    bits = [fields.get("entity"), fields.get("type"), period_label(fields)]
+    return " ".join(str(b) for b in bits if b)
 
 
 def _usable(alias: str) -> str | None:
