@@ -41,6 +41,7 @@ from common import machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # tiny_generators: the tiny test models
 BRIDGE = Path.home() / ".cache" / "mmrag" / "bridges" / "efficientnet-smollm2"
 SMOLLM2_TOKENIZER = (
     "tokenizer.json",
@@ -117,9 +118,8 @@ def llava_config() -> Any:
 def random_llava(arch: str, workdir: Path) -> Path:
     """A random LLaVA checkpoint with a processor (made once; 14 GB for 7B; `llava-tiny` for plumbing)."""
     import torch
+    from tiny_generators import CHAT_TEMPLATE, tiny_llava, tiny_tokenizer
     from transformers import CLIPImageProcessor, LlavaForConditionalGeneration, LlavaProcessor
-
-    from mmrag.generate.tiny import CHAT_TEMPLATE, tiny_llava, tiny_tokenizer
 
     out = workdir / arch
     if (out / "config.json").is_file():
@@ -171,7 +171,7 @@ def sample_images(n: int = 4) -> list[Any]:
 
 def question(tokenizer: Any, tokens: int) -> str:
     """A question about `tokens` tokens long (the retrieved context of a RAG prompt stands in)."""
-    from mmrag.generate.tiny import WORDS
+    from tiny_generators import WORDS
 
     words: list[str] = []
     while len(tokenizer(" ".join(words), add_special_tokens=False)["input_ids"]) < tokens:

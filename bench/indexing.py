@@ -212,7 +212,7 @@ def measure(
     arch: str, corpus: str, root: Path, units: int, opts: dict[str, Any], args: Any
 ) -> dict[str, Any]:
     from mmrag.config import MMRAGConfig
-    from mmrag.encoders.base import resolve_device
+    from mmrag.device import resolve_device
     from mmrag.encoders.embedders import Embedders
     from mmrag.index.workers import resolve_workers
 

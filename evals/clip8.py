@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mmrag.encoders import aligned_image_space
 from mmrag.evals import write_json, write_run
 from mmrag.types import MMRAGError
 
@@ -50,19 +51,6 @@ def shared_skimage() -> Path:
     """`$MMRAG_SHARED_DATA/images/skimage`, by default ../shared/data beside the checkout."""
     default = Path(__file__).resolve().parents[2] / "shared" / "data"
     return Path(os.environ.get("MMRAG_SHARED_DATA", default)) / "images" / "skimage"
-
-
-def aligned_image_space(model_id: str | None) -> bool:
-    """Whether the image encoder `model_id` maps text into its space (CLIP, SigLIP).
-
-    Read from the registry, or from the model's config for an unregistered folder or hub id; no
-    weights are loaded.
-    """
-    if not model_id:
-        return False
-    from mmrag.encoders import describe
-
-    return "text" in describe(model_id, "image").roles
 
 
 def load_captions(folder: str | Path, subset: str = SUBSET) -> list[dict[str, str]]:

@@ -32,6 +32,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mmrag.encoders import aligned_image_space
 from mmrag.evals import write_json, write_run
 from mmrag.evals.financebench_answers import answer_all
 from mmrag.evals.financebench_data import (
@@ -69,8 +70,6 @@ def open_index(pdfs: Sequence[Path], cfg: EvalConfig, progress: bool = False) ->
 
 def unavailable(pipe: Pipeline, options: Mapping[str, Any]) -> str | None:
     """Why a configuration cannot read a text question in this index, or None when it can."""
-    from mmrag.evals.clip8 import aligned_image_space
-
     spaces = options.get("spaces")
     if spaces is None:
         return None

@@ -8,12 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
+from tiny_generators import tiny_llama
 
 from mmrag import Pipeline
 from mmrag.answer.ask import answer
 from mmrag.config import GenerateConfig
 from mmrag.generate.loader import generator_info, load_generator
-from mmrag.generate.tiny import tiny_llama
 from mmrag.types import Hit
 
 STAGES = {"retrieve", "rerank", "load", "pack", "generate"}

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, ImageDraw
+from tiny_generators import tiny_llama, tiny_llava
 
 from mmrag import Pipeline
 from mmrag.answer.ask import Answer, Source, pack_context
-from mmrag.generate.tiny import tiny_llama, tiny_llava
 from mmrag.types import Hit
 
 DOCS = {

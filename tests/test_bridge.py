@@ -9,8 +9,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from tiny_generators import tiny_clip_vision, tiny_llama  # noqa: E402
+
 from mmrag.generate.bridge import BridgeConfig, BridgeModel, read_config  # noqa: E402
-from mmrag.generate.tiny import tiny_clip_vision, tiny_llama  # noqa: E402
 from mmrag.types import MMRAGError  # noqa: E402
 
 

@@ -13,7 +13,8 @@ from tiny_models import build_tiny_clip
 from typer.testing import CliRunner
 
 from mmrag.cli import app
-from mmrag.evals.clip8 import EvalConfig, aligned_image_space, evaluate, load_captions
+from mmrag.encoders import aligned_image_space
+from mmrag.evals.clip8 import EvalConfig, evaluate, load_captions
 from mmrag.types import MMRAGError
 
 CAPTIONS = ["a red square", "a blue sky", "green grass field", "a yellow sun", "grey stone wall"]

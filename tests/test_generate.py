@@ -11,8 +11,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from tiny_generators import tiny_llama  # noqa: E402
+
 from mmrag.generate.llm import TextGenerator, load_causal_lm, quantization_config  # noqa: E402
-from mmrag.generate.tiny import tiny_llama  # noqa: E402
 from mmrag.train.data import CAPTION_QUESTION, folder_pairs, jsonl_pairs, load_pairs  # noqa: E402
 from mmrag.types import MMRAGError  # noqa: E402
 
@@ -144,7 +145,7 @@ def test_real_smollm2_answers_a_text_question() -> None:
 
 @pytest.fixture(scope="module")
 def llava_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from mmrag.generate.tiny import tiny_llava
+    from tiny_generators import tiny_llava
 
     return str(tiny_llava(tmp_path_factory.mktemp("vlm") / "llava"))
 
@@ -202,13 +203,13 @@ def test_prompts_load_by_name_with_family_and_override(tmp_path: Path) -> None:
 
 def test_train_projector_then_cli_vqa(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from PIL import Image
+    from tiny_generators import tiny_clip_vision
+    from tiny_generators import tiny_llama as make_llama
     from typer import Typer
     from typer.testing import CliRunner
 
     from mmrag.cli.generate import vqa
     from mmrag.generate.bridge import BridgeConfig, BridgeModel
-    from mmrag.generate.tiny import tiny_clip_vision
-    from mmrag.generate.tiny import tiny_llama as make_llama
     from mmrag.train.projector import TrainConfig, train_projector
 
     monkeypatch.setenv("MMRAG_CACHE", str(tmp_path / "cache"))
@@ -279,10 +280,11 @@ def test_train_projector_then_cli_vqa(tmp_path: Path, monkeypatch: pytest.Monkey
 
 @pytest.mark.skipif(importlib.util.find_spec("easy_vqa") is None, reason="easy-vqa not installed")
 def test_easy_vqa_eval_writes_consistent_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tiny_generators import tiny_clip_vision
+    from tiny_generators import tiny_llama as make_llama
+
     from mmrag.evals.easy_vqa import EvalConfig, evaluate
     from mmrag.generate.bridge import BridgeConfig, BridgeModel
-    from mmrag.generate.tiny import tiny_clip_vision
-    from mmrag.generate.tiny import tiny_llama as make_llama
 
     monkeypatch.setenv("MMRAG_CACHE", str(tmp_path / "cache"))
     cfg = BridgeConfig(

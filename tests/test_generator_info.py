@@ -11,10 +11,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from tiny_generators import tiny_llama  # noqa: E402
+
 from mmrag import Pipeline  # noqa: E402
 from mmrag.config import GenerateConfig  # noqa: E402
 from mmrag.generate.loader import _GENERATORS, generator_info, memory_footprint  # noqa: E402
-from mmrag.generate.tiny import tiny_llama  # noqa: E402
 
 
 @pytest.fixture(scope="module")

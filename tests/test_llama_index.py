@@ -251,7 +251,7 @@ def test_llm_complete_chat_and_streams_match_generator(smollm2: MMRAGLLM) -> Non
 
 
 def test_llm_passes_image_blocks_to_a_vlm(tmp_path: Path) -> None:
-    from mmrag.generate.tiny import tiny_llava
+    from tiny_generators import tiny_llava
 
     folder = tiny_llava(tmp_path / "vlm")
     llm = MMRAGLLM(model=str(folder), device="cpu", max_new_tokens=4, max_images=1)

@@ -203,9 +203,9 @@ def test_aggregate_and_table() -> None:
 def test_tiny_benchmark_end_to_end(tmp_path: Path) -> None:
     """The whole suite on a one-minute video with a tiny random bridge (real MiniLM and EfficientNet)."""
     import torch
+    from tiny_generators import tiny_clip_vision, tiny_llama
 
     from mmrag.generate.bridge import BridgeConfig, BridgeModel
-    from mmrag.generate.tiny import tiny_clip_vision, tiny_llama
 
     cfg = BridgeConfig(
         vision=str(tiny_clip_vision(tmp_path / "clip")),
@@ -233,7 +233,7 @@ def test_tiny_benchmark_end_to_end(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_tvqa_long_end_to_end(tvqa: dict[str, Path], tmp_path: Path) -> None:
     """TVQA-long through the same loop: episodes indexed as pseudo-videos, questions against them."""
-    from mmrag.generate.tiny import tiny_llama
+    from tiny_generators import tiny_llama
 
     llm = tiny_llama(tmp_path / "llm")  # a text LLM: subtitles only, frames-only falls back to the prior
     cfg = EvalConfig(

@@ -13,9 +13,9 @@ pytest.importorskip("transformers")
 pytest.importorskip("peft", reason="LoRA needs peft (pip install -e '.[train]' or '.[dev]')")
 
 from PIL import Image  # noqa: E402
+from tiny_generators import tiny_clip_vision, tiny_llama  # noqa: E402
 
 from mmrag.generate.bridge import BridgeConfig, BridgeModel  # noqa: E402
-from mmrag.generate.tiny import tiny_clip_vision, tiny_llama  # noqa: E402
 from mmrag.train.projector import TrainConfig, _collate, encode_pair, train_projector  # noqa: E402
 from mmrag.types import MMRAGError  # noqa: E402
 

@@ -179,7 +179,7 @@ def test_cross_encoder_matches_reference_and_batching(cross_encoder_dir: Path) -
 # -- LLM pointwise ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def llama_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from mmrag.generate.tiny import tiny_llama
+    from tiny_generators import tiny_llama
 
     return str(tiny_llama(tmp_path_factory.mktemp("rerank") / "llama"))
 
@@ -318,7 +318,7 @@ def test_real_smollm2_prefers_the_relevant_passage() -> None:
 # -- VLM pointwise -----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def llava_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from mmrag.generate.tiny import tiny_llava
+    from tiny_generators import tiny_llava
 
     return str(tiny_llava(tmp_path_factory.mktemp("rerank") / "llava"))
 
@@ -378,8 +378,9 @@ def test_vlm_method_refuses_a_text_llm(llama_dir: str) -> None:
 
 
 def test_bridge_reranker_batches_like_single_prompts(llama_dir: str, tmp_path: Path) -> None:
+    from tiny_generators import tiny_clip_vision
+
     from mmrag.generate.bridge import BridgeConfig, BridgeModel
-    from mmrag.generate.tiny import tiny_clip_vision
 
     cfg = BridgeConfig(vision=str(tiny_clip_vision(tmp_path / "clip")), llm=llama_dir, projector_hidden=24)
     torch.manual_seed(1)

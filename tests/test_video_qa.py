@@ -21,15 +21,9 @@ from mmrag.answer.video.clips import (
     retrieve_clips,
     time_filter,
 )
-from mmrag.answer.video.frames import (
-    format_span,
-    frames_for_clip,
-    hms,
-    sample_video_frames,
-    split_frame_budget,
-)
+from mmrag.answer.video.frames import frames_for_clip, sample_video_frames, split_frame_budget
 from mmrag.answer.video.scoring import log_mixture, log_softmax, naive_bayes, reduce_logprobs
-from mmrag.types import Hit, MMRAGError
+from mmrag.types import Hit, MMRAGError, format_span, hms
 
 torch = pytest.importorskip("torch")
 
@@ -212,7 +206,7 @@ def test_neighbour_expansion(index: Path) -> None:
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from mmrag.generate.tiny import tiny_clip_vision, tiny_llama, tiny_llava
+    from tiny_generators import tiny_clip_vision, tiny_llama, tiny_llava
 
     root = tmp_path_factory.mktemp("tiny-vqa")
     return {

@@ -16,8 +16,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from PIL import Image, ImageDraw  # noqa: E402
+from tiny_generators import tiny_idefics3  # noqa: E402
 
-from mmrag.generate.tiny import tiny_idefics3  # noqa: E402
 from mmrag.generate.vlm import VLMGenerator  # noqa: E402
 
 QUANT = [

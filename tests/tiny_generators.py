@@ -1,4 +1,5 @@
-"""Tiny random models saved as ordinary folders, for tests and plumbing checks without a model hub.
+"""Tiny random generators (LLM, VLMs, a vision tower) saved as ordinary folders, for tests and
+plumbing checks without a model hub (`tiny_models` has the tiny encoders).
 
 Each builder writes what `from_pretrained` reads (config, safetensors weights, tokenizer or image
 processor), so the code under test loads them exactly as it loads real models. Weights are random

@@ -23,6 +23,7 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.embeddings.multi_modal_base import MultiModalEmbedding
 from llama_index.core.schema import ImageType
 
+from mmrag.encoders import aligned_image_space
 from mmrag.types import MMRAGError
 
 from .nodes import open_image
@@ -91,12 +92,12 @@ class MMRAGEmbedding(MultiModalEmbedding):
         if self.space == "text":
             enc: Any = self._emb.text
         else:
-            enc = self._emb.image
-            if not getattr(enc, "aligned_text", False):
+            if not aligned_image_space(self._emb.cfg.image):
                 raise MMRAGError(
                     f"{self.model_name} has no text tower: its image space embeds images only; "
                     'use MMRAGEmbedding(..., space="text") for text, or a CLIP/SigLIP image encoder'
                 )
+            enc = self._emb.image
         bs = self.embed_batch_size
         if query and hasattr(enc, "encode_queries"):
             return enc.encode_queries(texts, batch_size=bs)

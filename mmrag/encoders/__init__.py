@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 from typing import Any
 
@@ -13,6 +14,7 @@ __all__ = [
     "ImageEncoder",
     "ImageFeatures",
     "TextEncoder",
+    "aligned_image_space",
     "describe",
     "l2_normalize",
     "load_image_encoder",
@@ -70,6 +72,23 @@ def describe(model_id: str, role: str) -> ModelDescription:
         raise MMRAGError(f"{model_id}: a {model_type!r} model is not an image encoder")
     dim = int(getattr(cfg, "hidden_size", 0))
     return ModelDescription(model_id, "sentence-transformers", ("text",), dim, "unknown")
+
+
+@functools.lru_cache(maxsize=64)  # a search asks once per query; an unregistered id reads a file
+def aligned_image_space(model_id: str | None) -> bool:
+    """Whether the image encoder `model_id` maps text into its image space, so a text query can
+    search the `image` space.
+
+    True for dual encoders (CLIP, SigLIP, any `auto-dual` model); False for image-only towers
+    (EfficientNet) and for no image encoder (None or ""). Read from the registry, or from the
+    model's `config.json` for an unregistered folder or hub id (`describe`); no weights are loaded.
+
+    Raises:
+        MMRAGError: `model_id` is not an image encoder, or its config cannot be read.
+    """
+    if not model_id:
+        return False
+    return "text" in describe(model_id, "image").roles
 
 
 def _is_dual(cfg: Any) -> bool:

@@ -104,36 +104,3 @@ def pixel_rows(pixels: Pixels) -> int:
 def slice_pixels(pixels: Pixels, start: int, stop: int) -> Pixels:
     """Rows `start:stop` of a `preprocess` output."""
     return {k: v[start:stop] for k, v in pixels.items()}
-
-
-def resolve_device(device: str = "auto") -> str:
-    """`auto` picks CUDA when present, else CPU."""
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def resolve_dtype(dtype: str, device: str) -> str:
-    """`auto`: bf16 on CUDA when supported (fp16 otherwise), fp32 on CPU."""
-    if dtype != "auto":
-        return dtype
-    if device.startswith("cuda"):
-        import torch
-
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
-    return "float32"
-
-
-def cpu_has_native_bf16() -> bool:
-    """True on x86 CPUs with AVX512-BF16 or AMX-BF16 (read from /proc/cpuinfo; False elsewhere)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
-    except OSError:
-        pass
-    return False

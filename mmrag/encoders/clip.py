@@ -20,15 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mmrag.encoders.base import (
-    ImageFeatures,
-    Pixels,
-    l2_normalize,
-    pixel_rows,
-    resolve_device,
-    resolve_dtype,
-    slice_pixels,
-)
+from mmrag.device import resolve_device, resolve_dtype, torch_dtype
+from mmrag.encoders.base import ImageFeatures, Pixels, l2_normalize, pixel_rows, slice_pixels
 from mmrag.registry import ModelDescription, get_model
 from mmrag.types import MMRAGError
 
@@ -70,14 +63,13 @@ def _embeddings(out: Any, which: str) -> torch.Tensor:
 
 def _load_model(desc: ModelDescription, dtype: str, use_safetensors: bool, revision: str | None) -> Any:
     """(model, processor) from the hub id or local folder; never runs code shipped with the model."""
-    import torch
     from transformers import AutoProcessor
 
     source = str(desc.local_path()) if desc.available() else desc.id
     try:
         model = _model_class(desc.family).from_pretrained(
             source,
-            dtype=getattr(torch, dtype),
+            dtype=torch_dtype(dtype),
             use_safetensors=use_safetensors,
             revision=revision,
             trust_remote_code=False,

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mmrag.encoders.base import ImageFeatures, Pixels, l2_normalize, pixel_rows, resolve_device
+from mmrag.device import resolve_device
+from mmrag.encoders.base import ImageFeatures, Pixels, l2_normalize, pixel_rows
 from mmrag.registry import ModelDescription, get_model
 from mmrag.types import MMRAGError
 

@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from mmrag.encoders.base import l2_normalize, resolve_device, resolve_dtype
+from mmrag.device import resolve_device, resolve_dtype, torch_dtype
+from mmrag.encoders.base import l2_normalize
 from mmrag.registry import ModelDescription, get_model
 from mmrag.types import MMRAGError
 
@@ -148,7 +149,6 @@ class TextEmbedder:
             raise MMRAGError(f"{desc.id}: the registry says {desc.dim}-d, the loaded model gives {self.dim}")
 
     def _load_st(self, source: str, use_safetensors: bool, revision: str | None) -> str:
-        import torch
         from sentence_transformers import SentenceTransformer
 
         self.st = SentenceTransformer(
@@ -156,7 +156,7 @@ class TextEmbedder:
             device=self.device,
             revision=revision,
             trust_remote_code=False,
-            model_kwargs={"dtype": getattr(torch, self.dtype), "use_safetensors": use_safetensors},
+            model_kwargs={"dtype": torch_dtype(self.dtype), "use_safetensors": use_safetensors},
         )
         # sentence-transformers 5 renamed the dimension getter.
         get_dim = getattr(self.st, "get_embedding_dimension", None)
@@ -168,14 +168,13 @@ class TextEmbedder:
         return str((self.st.prompts or {}).get("query") or "")
 
     def _load_hf(self, source: str, use_safetensors: bool, revision: str | None) -> str:
-        import torch
         from transformers import AutoModel, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=False)
         self.model = (
             AutoModel.from_pretrained(
                 source,
-                dtype=getattr(torch, self.dtype),
+                dtype=torch_dtype(self.dtype),
                 use_safetensors=use_safetensors,
                 revision=revision,
                 trust_remote_code=False,

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import torch
 from torch import nn
 
-from mmrag.generate.llm import generate_from, load_causal_lm, resolve_device
+from mmrag.device import resolve_device
+from mmrag.generate.llm import generate_from, load_causal_lm
 from mmrag.generate.towers import EfficientNetTower, HFVisionTower, load_vision_tower
 from mmrag.types import MMRAGError
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from mmrag.generate.llm import generate_from, quantization_config, resolve_device, resolve_dtype
+from mmrag.device import resolve_device, resolve_dtype, torch_dtype
+from mmrag.generate.llm import generate_from, quantization_config
 from mmrag.types import MMRAGError
 
 if TYPE_CHECKING:
@@ -40,9 +41,9 @@ def load_vlm(
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, device)
-    kw: dict[str, Any] = {"dtype": torch_dtype}
-    qcfg = quantization_config(quantize, device, torch_dtype, skip_modules=KEEP_FULL_PRECISION)
+    weights = torch_dtype(resolve_dtype(dtype, device))
+    kw: dict[str, Any] = {"dtype": weights}
+    qcfg = quantization_config(quantize, device, weights, skip_modules=KEEP_FULL_PRECISION)
     if qcfg is not None:
         kw.update(quantization_config=qcfg, device_map={"": device})
     try:

@@ -17,10 +17,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from mmrag.encoders.base import resolve_device
+from mmrag.device import resolve_device
 from mmrag.encoders.embedders import Embedders, embed_chunks
+from mmrag.index.progress import progress_bar
 from mmrag.index.record import FileRecorder, failure_reason, file_version, read_chunks
 from mmrag.index.workers import resolve_workers
 from mmrag.types import Chunk, FileError, IndexReport, IngestError, MMRAGError, NothingToIndex
@@ -73,7 +74,11 @@ class Indexer:
             raise MMRAGError(f"{errors[0].path}: {errors[0].reason}")
         report = IndexReport(files_seen=len(found) + len(errors), errors=list(errors))
         workers = resolve_workers(self.cfg.ingest.workers, resolve_device(self.cfg.encoders.device))
-        with _progress(progress, len(found)) as advance:
+        with progress_bar(progress, len(found), "indexing") as bar:
+
+            def advance(path: Path, n: int, points: int = 0) -> None:
+                bar(n, path.name[:40] + (f"  {points} points" if points else ""))
+
             try:
                 if workers:
                     from mmrag.index.overlap import OverlappedRun
@@ -181,38 +186,3 @@ def _groups(it: Iterator[Chunk], n: int) -> Iterator[list[Chunk]]:
     if group:
         yield group
 
-
-class _progress:
-    """A rich progress bar on stderr (files done / total, current file), or nothing."""
-
-    def __init__(self, enabled: bool, total: int) -> None:
-        self.enabled, self.total = enabled, total
-        self.bar: Any = None
-
-    def __enter__(self) -> Callable[..., None]:
-        if not self.enabled:
-            return lambda path, n, points=0: None
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(
-            TextColumn("[bold]indexing"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[name]}"),
-            console=Console(stderr=True),
-            transient=False,
-        )
-        self.bar.start()
-        bar = self.bar
-        task = bar.add_task("index", total=self.total, name="")
-
-        def advance(path: Path, n: int, points: int = 0) -> None:
-            bar.update(task, advance=n, name=path.name[:40] + (f"  {points} points" if points else ""))
-
-        return advance
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from mmrag.index.folder import MANIFEST, IndexLock, read_manifest, write_json_atomic
+from mmrag.index.progress import progress_bar
 from mmrag.store.base import PointData, SparseVec, Store, StoreSchema
 from mmrag.store.bundle import (
     BUNDLE,
@@ -131,7 +132,9 @@ def _copy(
     rng, seen = random.Random(0), 0
     on_page: Callable[[int], None] | None = opts.get("on_page")
     t0 = time.perf_counter()
-    with _progress(bool(opts.get("progress")), total, report.resumed_at, f"into {dest.name}") as advance:
+    with progress_bar(
+        bool(opts.get("progress")), total, "copying[/] points", report.resumed_at, f"into {dest.name}"[-60:]
+    ) as advance:
         if not ckpt["done"]:
             for points, nxt in src.pages(ckpt["offset"], int(opts.get("batch_size", DEFAULT_BATCH))):
                 if points:
@@ -186,36 +189,6 @@ def _same_sparse(a: SparseVec | None, b: SparseVec | None) -> bool:
     oa, ob = np.argsort(ia), np.argsort(ib)
     va, vb = np.asarray(a.values, dtype=np.float32)[oa], np.asarray(b.values, dtype=np.float32)[ob]
     return bool(np.array_equal(ia[oa], ib[ob]) and np.allclose(va, vb, rtol=1e-6, atol=0))
-
-
-class _progress:
-    """A rich progress bar on stderr (points copied / total), or nothing."""
-
-    def __init__(self, enabled: bool, total: int, done: int, label: str) -> None:
-        self.enabled, self.total, self.done, self.label = enabled, total, done, label
-        self.bar: Any = None
-
-    def __enter__(self) -> Callable[[int], None]:
-        if not self.enabled:
-            return lambda n: None
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = bar = Progress(
-            TextColumn("[bold]copying[/] points"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.description}", markup=False),
-            console=Console(stderr=True),
-        )
-        bar.start()
-        task = bar.add_task(self.label[-60:], total=self.total, completed=self.done)
-        return lambda n: bar.update(task, advance=n)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
 
 
 # -- index folders -----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ cuts) and sparse slots make it much cheaper. `sampled_frames` runs a plan; `all_
 
 `frames_at` reads the frames at given times again after indexing (a clip's payload keeps its
 `frame_times`), by the same plan; `frame_image` turns a decoded frame into an upright, downscaled
-RGB image.
+RGB image. `seek` is the one way any module moves a PyAV decoder.
 """
 
 from __future__ import annotations
@@ -65,6 +65,28 @@ def open_video(av: Any, path: Path) -> tuple[Any, Any]:
             raise IngestError("no audio or video stream found: truncated, or not a video")
         raise IngestError("no video stream")
     return container, container.streams.video[0]
+
+
+def stream_start(stream: Any) -> float:
+    """The stream's start time in seconds, from its header (0 when unknown); clip times count from it."""
+    tb = stream.time_base
+    return float(stream.start_time * tb) if stream.start_time is not None and tb else 0.0
+
+
+def seek(container: Any, stream: Any, *, pts: int | None = None, seconds: float | None = None) -> None:
+    """Move the decoder to the last keyframe at or before a position, so that decoding on reaches it.
+
+    The position is a stream timestamp `pts` (a keyframe's, from `scan_stream`, lands on that
+    keyframe) or `seconds` on the stream's own clock (what `frame.time` reads: add `stream_start` to a
+    time counted from the first frame). A stream without a time base is not moved.
+    """
+    if (pts is None) == (seconds is None):
+        raise ValueError("seek: give exactly one of pts and seconds")
+    if pts is None:
+        if seconds is None or stream.time_base is None:
+            return
+        pts = int(seconds / stream.time_base)
+    container.seek(pts, stream=stream, backward=True, any_frame=False)
 
 
 def frame_image(frame: Any, px: int = FRAME_PX) -> Image.Image:
@@ -245,7 +267,7 @@ def sampled_frames(
     try:
         for step in steps:
             if step.seek is not None and (ahead is None or ahead[0] < step.want - _EPS):
-                container.seek(step.seek, stream=stream, backward=True, any_frame=False)
+                seek(container, stream, pts=step.seek)
                 decoded, ahead = None, None
             if decoded is None:
                 decoded = container.decode(stream)

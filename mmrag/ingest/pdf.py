@@ -77,6 +77,32 @@ def _render(page: Any, longest_side: int) -> Image.Image:
         bitmap.close()
 
 
+def render_page(path: Path, i: int, longest_side: int) -> Image.Image:
+    """Page `i` (zero-based) of the PDF at `path` as RGB, `longest_side` px, rendered under `PDFIUM_LOCK`.
+
+    For showing a page again after indexing (a page hit's picture); indexing renders through the same
+    `_render`.
+
+    Raises:
+        IngestError: not a PDF, corrupt, encrypted, or no page `i`.
+    """
+    pdfium = _pdfium()
+    with PDFIUM_LOCK:
+        pdf = _open(pdfium, path)
+        try:
+            if not 0 <= i < len(pdf):
+                raise IngestError(f"PDF has no page {i}")
+            page = pdf[i]
+            try:
+                return _render(page, longest_side)
+            finally:
+                page.close()
+        except pdfium.PdfiumError as e:
+            raise IngestError(f"page {i} cannot be rendered: {e}") from e
+        finally:
+            pdf.close()
+
+
 def _open(pdfium: Any, path: Path) -> Any:
     try:
         return pdfium.PdfDocument(str(path))

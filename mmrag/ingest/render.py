@@ -10,6 +10,9 @@ from mmrag.types import Hit, MMRAGError
 if TYPE_CHECKING:
     from PIL import Image
 
+PAGE_PX = 768
+"""Longest side of a page hit's picture."""
+
 
 def hit_image(hit: Hit) -> Image.Image | None:
     """The picture behind a hit: the photo, the rendered page, or the clip's first keyframe."""
@@ -20,18 +23,9 @@ def hit_image(hit: Hit) -> Image.Image | None:
 
             return load_image(path)
         if hit.modality == "page" and hit.page is not None:
-            import pypdfium2 as pdfium
+            from mmrag.ingest.pdf import render_page
 
-            from mmrag.ingest.pdf import PDFIUM_LOCK
-
-            with PDFIUM_LOCK:  # PDFium is not thread-safe: a server may be indexing at the same time
-                pdf = pdfium.PdfDocument(str(path))
-                try:
-                    page = pdf[hit.page]
-                    scale = 768 / max(page.get_width(), page.get_height())
-                    return page.render(scale=scale).to_pil().convert("RGB")
-                finally:
-                    pdf.close()
+            return render_page(path, hit.page, PAGE_PX)  # under the PDFium lock: a server may be indexing
         if hit.modality == "video" and hit.t_start is not None:
             return _frame_at(path, hit.t_start)
     except (OSError, ValueError, MMRAGError, ImportError):
@@ -40,14 +34,17 @@ def hit_image(hit: Hit) -> Image.Image | None:
 
 
 def _frame_at(path: Path, t: float) -> Image.Image | None:
+    """The first frame at or after `t` seconds from the video's first frame (how clip times count)."""
     import av
+
+    from mmrag.ingest.frames import seek, stream_start
 
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        if stream.time_base is not None:
-            container.seek(int(t / stream.time_base), stream=stream, backward=True)
+        start = stream_start(stream)
+        seek(container, stream, seconds=start + t)
         for frame in container.decode(stream):
-            if frame.time is None or frame.time >= t - 1e-3:
+            if frame.time is None or frame.time - start >= t - 1e-3:
                 img: Image.Image = frame.to_image()
                 return img
     return None

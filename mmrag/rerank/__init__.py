@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
+from mmrag.config import RerankMethod
 from mmrag.rerank.adaptive import adaptive_k
 from mmrag.rerank.base import Reranker, RerankResult, passage, rerank
 from mmrag.types import MMRAGError
@@ -47,7 +48,7 @@ __all__ = [
     "rerank_hits",
 ]
 
-METHODS = ("none", "cross-encoder", "llm", "vlm", "bi-encoder")
+METHODS: tuple[str, ...] = get_args(RerankMethod)
 DEFAULT_LLM = "smollm2-135m"
 
 # Loaded rerankers per (method, model, device, quantize): a model loads once per process.
@@ -102,7 +103,7 @@ def make_reranker(
     model = cfg.model or default_model(method, generate) or ""
     device = generate.device if generate is not None else "auto"
     quantize = generate.quantize if generate is not None else None
-    from mmrag.encoders.base import resolve_device
+    from mmrag.device import resolve_device
 
     key = (method, model, resolve_device(device), quantize)  # `auto` and `cpu` are one model on a CPU
     if key not in _LOADED:

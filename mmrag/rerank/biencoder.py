@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from mmrag.encoders import aligned_image_space
 from mmrag.rerank.base import Reranker, passage
 from mmrag.types import Hit, MMRAGError
 
@@ -47,24 +48,12 @@ class BiEncoderReranker(Reranker):
         self.embedders = embedders
         self.batch_size = batch_size
         cfg = embedders.cfg
-        if not cfg.text and not self._aligned_image_config():
+        if not cfg.text and not aligned_image_space(self.embedders.cfg.image):
             raise MMRAGError(
                 "bi-encoder reranking needs a text embedder (encoders.text) or an image encoder with a "
                 "text side (CLIP, SigLIP)"
             )
         self.name = f"bi-encoder:{cfg.text or cfg.image}"
-
-    def _aligned_image_config(self) -> bool:
-        """Whether the configured image encoder has a text side, from the registry before loading it."""
-        from mmrag.registry import get_model
-
-        model_id = self.embedders.cfg.image
-        if not model_id:
-            return False
-        desc = get_model(model_id)
-        if desc is not None:
-            return "text" in desc.roles
-        return bool(getattr(self.embedders.image, "aligned_text", False))
 
     def score(self, query: str, hits: Sequence[Hit]) -> list[float]:
         cos = np.zeros(len(hits), dtype=np.float64)  # no evidence: cosine 0, score 0.5
@@ -77,7 +66,7 @@ class BiEncoderReranker(Reranker):
             docs = np.stack(self.embedders.text_vectors([texts[i] for i in with_text], "text"))
             cos[with_text] = docs @ q
         pictured = [i for i, h in enumerate(hits) if h.modality in IMAGE_MODALITIES]
-        if pictured and self._aligned_image_config():
+        if pictured and aligned_image_space(self.embedders.cfg.image):
             self._image_cosines(query, hits, pictured, cos, has_text=set(with_text) if enc else set())
         return [float(p) for p in to_unit(cos)]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from mmrag.encoders.base import resolve_device
+from mmrag.device import resolve_device, resolve_dtype, torch_dtype
 from mmrag.rerank.base import Reranker, passage
 from mmrag.types import Hit, MMRAGError
 
@@ -49,16 +49,15 @@ class CrossEncoderReranker(Reranker):
     def load(
         cls, model_id: str = DEFAULT_MODEL, device: str = "auto", batch_size: int = 8
     ) -> CrossEncoderReranker:
-        """Load by hub id or folder (float32 on CPU, float16 on CUDA).
+        """Load by hub id or folder, in the `auto` dtype of `mmrag.device.resolve_dtype` (fp32 on CPU).
 
         Raises:
             MMRAGError: The checkpoint cannot be loaded (not found offline, not a classifier).
         """
-        import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         device = resolve_device(device)
-        dtype = torch.float16 if device.startswith("cuda") else torch.float32
+        dtype = torch_dtype(resolve_dtype("auto", device))
         try:
             tok = AutoTokenizer.from_pretrained(model_id)
             model = AutoModelForSequenceClassification.from_pretrained(model_id, dtype=dtype)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from mmrag.encoders import aligned_image_space
 from mmrag.retrieve.hubness import (
     ACTIVATION_K,
     BETA_GALLERY,
@@ -385,10 +386,10 @@ def build_banks(
 
 def build_index_banks(store: Store, embedders: Embedders, size: int, index_dir: Path) -> None:
     """The banks of every dense space a text query reaches: `text`, and `image` when it is text-aligned."""
-    from mmrag.retrieve.query import _aligned
 
     def encode(space: str, texts: list[str]) -> np.ndarray:
         return np.stack(embedders.text_vectors(texts, space))
 
-    spaces = [s for s in store.schema.dense if s == "text" or (s == "image" and _aligned(embedders))]
+    aligned = aligned_image_space(embedders.cfg.image)
+    spaces = [s for s in store.schema.dense if s == "text" or (s == "image" and aligned)]
     build_banks(store, spaces, size, index_dir, encode)

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mmrag.encoders import aligned_image_space
 from mmrag.store.base import BM25, Prefetch, ScoredPoint, SearchFilter
 from mmrag.types import MODALITIES, Hit, MMRAGError
 
@@ -50,7 +51,7 @@ def build_prefetches(
         sparse = emb.bm25.embed_query(q.text) if BM25 in have else None
         if sparse is not None and sparse.indices:
             out.append(Prefetch(BM25, sparse=sparse, limit=limit))
-        image_enc = emb.image if emb.cfg.image and _aligned(emb) else None
+        image_enc = emb.image if aligned_image_space(emb.cfg.image) else None
         if "image" in have and image_enc is not None:
             out.append(Prefetch("image", dense=emb.text_vectors([q.text], "image")[0], limit=limit))
     if q.image is not None:
@@ -60,16 +61,6 @@ def build_prefetches(
             )
         out.append(Prefetch("image", dense=emb.image.encode_images([q.image]).vectors[0], limit=limit))
     return out
-
-
-def _aligned(emb: Embedders) -> bool:
-    """Whether the image encoder has a text side, read from the registry before loading it."""
-    from mmrag.registry import get_model
-
-    desc = get_model(emb.cfg.image or "")
-    if desc is not None:
-        return "text" in desc.roles
-    return bool(getattr(emb.image, "aligned_text", False))
 
 
 def to_hits(points: list[ScoredPoint]) -> list[Hit]:

@@ -31,7 +31,7 @@ from mmrag.answer.video.clips import (
     context_clips,
     retrieve_clips,
 )
-from mmrag.answer.video.frames import format_span, frames_for_clip, shrink, split_frame_budget
+from mmrag.answer.video.frames import frames_for_clip, shrink, split_frame_budget
 from mmrag.answer.video.scoring import (
     log_mixture,
     log_softmax,
@@ -39,7 +39,7 @@ from mmrag.answer.video.scoring import (
     score_choices,
     score_choices_each,
 )
-from mmrag.types import MMRAGError
+from mmrag.types import MMRAGError, format_span
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -32,9 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from mmrag.answer.video.frames import format_span
 from mmrag.answer.video.scoring import Normalise
-from mmrag.types import Hit, MMRAGError
+from mmrag.types import Hit, MMRAGError, format_span
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from mmrag.ingest.frames import seek, stream_start
 from mmrag.types import Hit, MMRAGError
 
 if TYPE_CHECKING:
@@ -18,17 +19,6 @@ if TYPE_CHECKING:
 FRAME_PX = 384
 """Longest side of decoded frames (the generators read 224-448 px)."""
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
-
-
-def hms(t: float) -> str:
-    """`HH:MM:SS` for seconds (whole seconds, rounded down; hours past 99 keep their digits)."""
-    s = max(0, int(t))
-    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
-def format_span(t_start: float, t_end: float | None = None) -> str:
-    """`HH:MM:SS–HH:MM:SS` (an en dash between), the form answers use to name clips."""
-    return f"{hms(t_start)}–{hms(t_start if t_end is None else t_end)}"
 
 
 def split_frame_budget(budget: int, n_clips: int, strategy: Literal["even", "rank"] = "even") -> list[int]:
@@ -117,10 +107,8 @@ def sample_video_frames(path: Path, times: list[float]) -> list[Image.Image]:
     out: list[Image.Image] = []
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        tb = stream.time_base
-        start = float(stream.start_time * tb) if stream.start_time is not None and tb else 0.0
-        if tb is not None:
-            container.seek(int((start + times[0]) / tb), stream=stream, backward=True)
+        start = stream_start(stream)
+        seek(container, stream, seconds=start + times[0])
         last: Any = None
         image: Image.Image | None = None
         for frame in container.decode(stream):
@@ -150,11 +138,9 @@ def shrink(img: Image.Image, px: int = FRAME_PX) -> Image.Image:
 
 
 __all__ = [
-    "format_span",
     "frame_times",
     "frames_for_clip",
     "frames_from_folder",
-    "hms",
     "sample_video_frames",
     "shrink",
     "split_frame_budget",

@@ -1,0 +1,77 @@
+"""Where models run and in which precision: one `resolve_device` and one `resolve_dtype` for every model.
+
+Encoders, generators, bridges and rerankers all read their `device`/`dtype` settings through these
+two functions, so one configuration means the same device and precision whatever loads it.
+`torch_dtype` turns a resolved name into the `torch.dtype` that `from_pretrained` takes.
+
+torch is imported only inside the functions that need it (`import mmrag` stays light).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mmrag.types import MMRAGError
+
+if TYPE_CHECKING:
+    import torch
+
+DTYPES = ("float32", "float16", "bfloat16")
+"""The dtype names a model accepts besides `auto`."""
+
+
+def resolve_device(device: str = "auto") -> str:
+    """The device a model runs on.
+
+    `auto` is `cuda` when torch sees a CUDA device, else `cpu`; any other value (`cpu`, `cuda`,
+    `cuda:1`, `mps`) is returned unchanged.
+    """
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(dtype: str, device: str) -> str:
+    """The precision name for weights on `device` (a resolved device, not `auto`).
+
+    - `auto` on a CUDA device: `bfloat16` when the GPU supports it (Ampere and later), else `float16`.
+    - `auto` on any other device: `float32` (CPU half precision is slow and lossy).
+    - `float32`, `float16`, `bfloat16`: returned unchanged, whatever the device.
+
+    Raises:
+        MMRAGError: `dtype` is none of these.
+    """
+    if dtype == "auto":
+        if device.startswith("cuda"):
+            import torch
+
+            return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        return "float32"
+    if dtype not in DTYPES:
+        raise MMRAGError(f"unknown dtype {dtype!r}; use auto, {', '.join(DTYPES)}")
+    return dtype
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """The `torch.dtype` of a name that `resolve_dtype` returned (`"bfloat16"` -> `torch.bfloat16`)."""
+    import torch
+
+    if name not in DTYPES:
+        raise MMRAGError(f"unknown dtype {name!r}; use {', '.join(DTYPES)}")
+    dt: torch.dtype = getattr(torch, name)
+    return dt
+
+
+def cpu_has_native_bf16() -> bool:
+    """True on x86 CPUs with AVX512-BF16 or AMX-BF16 (read from /proc/cpuinfo; False elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
