@@ -101,3 +101,21 @@ def test_nf4_quantises_the_language_model_only(family: tuple[str, Any, Any], tmp
     corr = torch.corrcoef(torch.stack([a, b]))[0, 1]
     assert torch.isfinite(b).all() and corr > 0.9, float(corr)
     assert isinstance(vlm.generate(PROMPT, [RED], max_new_tokens=3), str)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torchvision") is not None, reason="torchvision is installed")
+def test_loading_without_torchvision_names_the_fix(tmp_path: Path) -> None:
+    """A Qwen2.5-VL folder as released (a processor that has a video processor) on a machine without
+    torchvision: the error says what to install instead of transformers' AttributeError."""
+    import json
+
+    from mmrag.generate.vlm import load_vlm
+    from mmrag.types import MMRAGError
+
+    model, processor = tiny_vlms.tiny_qwen2_5_vl()
+    model.save_pretrained(tmp_path)
+    processor.tokenizer.save_pretrained(tmp_path)
+    processor.image_processor.save_pretrained(tmp_path)
+    (tmp_path / "processor_config.json").write_text(json.dumps({"processor_class": "Qwen2_5_VLProcessor"}))
+    with pytest.raises(MMRAGError, match=r"needs torchvision.*mmrag\[vlm\]"):
+        load_vlm(str(tmp_path), device="cpu", quantize=False)

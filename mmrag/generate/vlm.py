@@ -47,7 +47,7 @@ def load_vlm(
     if qcfg is not None:
         kw.update(quantization_config=qcfg, device_map={"": device})
     try:
-        processor = AutoProcessor.from_pretrained(model_id)
+        processor = _processor(AutoProcessor, model_id)
         try:
             model: Any = AutoModelForImageTextToText.from_pretrained(model_id, **kw)
         except ValueError:
@@ -63,6 +63,23 @@ def load_vlm(
     if tok is not None and tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return model.eval(), processor
+
+
+def _processor(auto: Any, model_id: str) -> Any:
+    """`AutoProcessor.from_pretrained`, with the one fix a user needs named when it fails for want of
+    torchvision: transformers 5.24 builds no processor that has a video processor (Qwen2.5-VL,
+    Qwen3-VL, SmolVLM2, LLaVA-OneVision) without it, even for images alone."""
+    import importlib.util
+
+    try:
+        return auto.from_pretrained(model_id)
+    except (AttributeError, ImportError) as e:
+        if importlib.util.find_spec("torchvision") is None:
+            raise MMRAGError(
+                f"{model_id}: its processor needs torchvision (transformers builds its video processor "
+                "with it): pip install 'mmrag[vlm]', which brings torchvision with the CUDA build of torch"
+            ) from e
+        raise
 
 
 class VLMGenerator:
