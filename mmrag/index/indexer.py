@@ -74,7 +74,7 @@ class Indexer:
             raise MMRAGError(f"{errors[0].path}: {errors[0].reason}")
         report = IndexReport(files_seen=len(found) + len(errors), errors=list(errors))
         workers = resolve_workers(self.cfg.ingest.workers, resolve_device(self.cfg.encoders.device))
-        with progress_bar(progress, len(found), "indexing") as bar:
+        with progress_bar(progress, len(found), "indexing", status=_speech_status()) as bar:
 
             def advance(path: Path, n: int, points: int = 0) -> None:
                 bar(n, path.name[:40] + (f"  {points} points" if points else ""))
@@ -174,6 +174,19 @@ class Indexer:
 
     def _chunks(self, path: Path) -> Iterator[Chunk]:
         return read_chunks(path, self.cfg.ingest, self.ocr, self.caption_fn)
+
+
+def _speech_status() -> Callable[[], str]:
+    """`12.5 audio min transcribed`: audio transcribed since this call (videos and audio files)."""
+    from mmrag.ingest.asr import transcribed_seconds
+
+    start = transcribed_seconds()
+
+    def status() -> str:
+        done = transcribed_seconds() - start
+        return f"{done / 60:.1f} audio min transcribed" if done > 0 else ""
+
+    return status
 
 
 def _groups(it: Iterator[Chunk], n: int) -> Iterator[list[Chunk]]:

@@ -10,7 +10,14 @@ Advance = Callable[..., None]
 
 
 @contextlib.contextmanager
-def progress_bar(enabled: bool, total: int, title: str, done: int = 0, label: str = "") -> Iterator[Advance]:
+def progress_bar(
+    enabled: bool,
+    total: int,
+    title: str,
+    done: int = 0,
+    label: str = "",
+    status: Callable[[], str] | None = None,
+) -> Iterator[Advance]:
     """A rich progress bar on stderr (`title`, bar, done/total, elapsed time, `label`), or nothing.
 
     Args:
@@ -19,6 +26,8 @@ def progress_bar(enabled: bool, total: int, title: str, done: int = 0, label: st
         title: Bold text before the bar (rich markup allowed).
         done: Units already done (a resumed run).
         label: Plain text after the bar (never read as markup: file names may hold brackets).
+        status: Called at every refresh (10 times a second, from rich's thread) for text shown
+            after the label: live counters such as the audio minutes transcribed.
 
     Yields:
         `advance(n, label=None)`. The bar stops when the block ends, also on an error.
@@ -27,7 +36,19 @@ def progress_bar(enabled: bool, total: int, title: str, done: int = 0, label: st
         yield lambda n, label=None: None
         return
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+    from rich.text import Text
+
+    class _Status(ProgressColumn):
+        def render(self, task: object) -> Text:
+            return Text(status() if status is not None else "")
 
     bar = Progress(
         TextColumn(f"[bold]{title}"),
@@ -35,6 +56,7 @@ def progress_bar(enabled: bool, total: int, title: str, done: int = 0, label: st
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("{task.description}", markup=False),
+        _Status(),
         console=Console(stderr=True),
     )
     task = bar.add_task(label, total=total, completed=done)
