@@ -245,6 +245,10 @@ class GenerateConfig:
     repetition_penalty: float = 1.1
     """Penalty on tokens the answer already generated (1.0: off); the prompt's tokens are exempt,
     so numbers and names can still be copied from the sources."""
+    label_every_sentence: bool = True
+    """`ask`: a sentence that ends without a source label gets one, ` [n]`, picked by the model among
+    the existing labels (constrained decoding; refusals get none). Off: labels only where the model
+    writes them."""
     context_chars: int = 6000
     """Budget of retrieved text put into the prompt (the top hits first)."""
     max_images: int = 2

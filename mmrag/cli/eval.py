@@ -30,6 +30,7 @@ from mmrag.cli.options import (
     ImageModelOpt,
     JsonOpt,
     LimitOpt,
+    MaxNewTokensOpt,
     MinutesOpt,
     PdfsOpt,
     ProfileOpt,
@@ -130,6 +131,43 @@ def eval_multihop(
     )
     name = f"multihop_{split}{'_sweep' if sweep else ''}.json"
     bench_file = bench or (Path("bench") / "results" / name if not limit else None)
+    metrics = evaluate(cfg, bench_file=bench_file, show_table=not json_out)
+    _show(metrics, json_out)
+
+
+@eval_app.command("answers")
+@guarded
+def eval_answers(
+    split: SplitOpt = "test",
+    queries: QueriesOpt = None,
+    corpus: CorpusOpt = None,
+    answer_sample: AnswerSampleOpt = 8,
+    max_new_tokens: MaxNewTokensOpt = None,
+    runs: RunsOpt = Path("runs"),
+    bench: BenchOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Answer quality on MultiHop-RAG: accuracy (retrieved and gold evidence), loops, citations,
+    refusals on null queries, duplicated sources and time per answer, before and after loop stopping.
+
+    The default sample (8 queries, 2 of each type) fits CI; `--answer-sample 0` answers the whole split.
+    """
+    from mmrag.evals.answers import EvalConfig, evaluate
+    from mmrag.types import MMRAGError
+
+    if split not in ("dev", "test"):
+        raise MMRAGError(f"unknown split {split!r}: choose dev or test")
+    cfg = EvalConfig(
+        split=split,
+        queries=str(queries) if queries else None,
+        corpus=str(corpus) if corpus else None,
+        sample=answer_sample,
+        runs=str(runs),
+    )
+    if max_new_tokens:
+        cfg.max_new_tokens = max_new_tokens
+    name = f"answers_{split}{'_full' if not answer_sample else ''}.json"
+    bench_file = bench or (Path("bench") / "results" / name if not (queries or corpus) else None)
     metrics = evaluate(cfg, bench_file=bench_file, show_table=not json_out)
     _show(metrics, json_out)
 

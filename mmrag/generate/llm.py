@@ -347,6 +347,7 @@ def generate_from(
     stop_on_repetition: bool | None = None,
     repeat_ngram: int | None = None,
     repetition_penalty: float | None = None,
+    cite_labels: int = 0,
     **gen_kw: Any,
 ) -> str | Iterator[str]:
     """Run `model.generate(**inputs)`, returning the new text (or streaming it); shared by every backend.
@@ -354,6 +355,8 @@ def generate_from(
     Generation stops at a repeated sentence or n-gram and at the chat template's end of turn, and
     the text is cut there, streamed or not, the same way (`mmrag.generate.stopping`). None takes
     `GenerateConfig`'s default for `stop_on_repetition`, `repeat_ngram` and `repetition_penalty`.
+    `cite_labels` > 0: each sentence ends with a label `[1]`..`[cite_labels]` that the model picks
+    (`mmrag.generate.labels`).
     """
     import torch
     from transformers import LogitsProcessorList, StoppingCriteriaList, TextIteratorStreamer
@@ -387,6 +390,10 @@ def generate_from(
     penalty = penalty_processor(
         d.repetition_penalty if repetition_penalty is None else repetition_penalty, start
     )
+    if cite_labels > 0:
+        from mmrag.generate.labels import LabelAfterSentence
+
+        penalty = LabelAfterSentence(tokenizer, cite_labels, start, inner=penalty)
     if penalty is not None:
         kw["logits_processor"] = LogitsProcessorList([*kw.get("logits_processor", []), penalty])
     if rules.active:

@@ -55,7 +55,7 @@ function linkCitations(text, labels) {
       if (i) frag.append(", ");
       if (labels.has(Number(n))) {
         frag.append(el("a", { class: "cite", href: `#src-${n}`, text: n, onclick: () => flash(n) }));
-      } else frag.append(n);
+      } else frag.append(el("span", { class: "cite-invalid", title: "no source has this label", text: n }));
     });
     frag.append("]");
     last = m.index + m[0].length;

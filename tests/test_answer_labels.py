@@ -1,0 +1,79 @@
+"""Label-constrained decoding (`mmrag.generate.labels`) and the answer-quality suite's scoring."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from mmrag.generate.labels import LabelAfterSentence
+
+VOCAB = [
+    "<unk>",
+    "</s>",
+    " [",
+    "]",
+    "1",
+    "2",
+    "3",
+    "Sales",
+    " rose",
+    " 14",
+    ".",
+    " More",
+    " Insufficient",
+    " information",
+    "0",
+    "4",
+    "5",
+    "6",
+    "7",
+    "8",
+    "9",
+]
+
+
+class WordTokenizer:
+    """Just enough of a tokenizer: one token per vocabulary entry, decoding by concatenation."""
+
+    unk_token_id = 0
+    eos_token_id = 1
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return [VOCAB.index(text)] if text in VOCAB else [0, 0]
+
+    def decode(self, ids: Any, skip_special_tokens: bool = False) -> str:
+        return "".join(VOCAB[int(i)] for i in ids if not (skip_special_tokens and int(i) in (0, 1)))
+
+
+def step(
+    proc: LabelAfterSentence, words: list[str], prefer: str, boost: dict[str, float] | None = None
+) -> str:
+    """The token greedy decoding picks after `words`, when the model itself prefers `prefer`."""
+    ids = torch.tensor([[VOCAB.index(w) for w in words]])
+    scores = torch.zeros(1, len(VOCAB))
+    scores[0, VOCAB.index(prefer)] = 5.0
+    for w, v in (boost or {}).items():
+        scores[0, VOCAB.index(w)] = v
+    return VOCAB[int(proc(ids, scores)[0].argmax())]
+
+
+def test_a_sentence_without_a_label_gets_one_the_model_picks() -> None:
+    proc = LabelAfterSentence(WordTokenizer(), n_labels=2)
+    assert proc.enabled
+    sent = ["Sales", " rose", " 14", "."]
+    assert step(proc, sent, prefer=" More") == " ["  # the sentence ended without a label
+    # among the existing labels the model's own preference wins; label 3 does not exist
+    assert step(proc, [*sent, " ["], prefer="3", boost={"2": 2.0, "1": 1.0}) == "2"
+    assert step(proc, [*sent, " [", "2"], prefer=" More") == "]"
+    assert step(proc, [*sent, " [", "2", "]"], prefer=" More") == " More"  # free again
+    assert step(proc, sent, prefer="4") == "4"  # "14." then a digit: a decimal point, not a sentence end
+    assert step(proc, ["Sales", " rose", " 14"], prefer="</s>") == " ["  # the answer may not end unlabelled
+    assert step(proc, [" Insufficient", " information", "."], prefer="</s>") == "</s>"  # refusals need none
+    assert step(proc, ["Sales", " [", "1", "]", " rose", "."], prefer="</s>") == "</s>"  # already labelled
+
+
+def test_labels_need_single_tokens() -> None:
+    assert not LabelAfterSentence(WordTokenizer(), n_labels=0).enabled
+    proc = LabelAfterSentence(WordTokenizer(), n_labels=12)  # "10".."12" are not single tokens here
+    assert len(proc.labels) == 9
