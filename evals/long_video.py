@@ -155,6 +155,9 @@ def _pipeline(cfg: EvalConfig, index: Path) -> Pipeline:
     overrides: dict[str, Any] = {
         "encoders.ocr": False,  # video frames are not OCR'd; skip loading the OCR models
         "ingest.clip_seconds": cfg.clip_seconds,
+        "ingest.asr": "always" if cfg.speech == "asr" else "never",
+        "ingest.asr_model": cfg.asr_model,
+        "ingest.asr_beam_size": cfg.asr_beam_size,
         "generate.model": cfg.generator or default_bridge(),
         "generate.device": cfg.device,
     }
@@ -169,9 +172,13 @@ def generated_items(cfg: EvalConfig) -> tuple[list[Item], Path, dict[str, Any]]:
     real = Path(cfg.videos) if cfg.videos else (shared_videos() if cfg.videos is None else None)
     real = real if real is not None and real.is_dir() else None
     bench = generate(
-        Path(cfg.runs) / "long-video" / "data", GenConfig(seed=cfg.seed, minutes=cfg.minutes), real
+        Path(cfg.runs) / "long-video" / "data",
+        GenConfig(seed=cfg.seed, minutes=cfg.minutes, speech=cfg.speech != "off"),
+        real,
     )
     chosen = pick_questions(bench.questions, cfg.questions, cfg.seed)
+    if cfg.kinds:
+        chosen = [q for q in chosen if q.kind in cfg.kinds.split(",")]
     name = bench.video.name
     items = [
         Item(q.id, q.kind, q.question, q.choices, q.answer_idx, name, (q.t_start, q.t_end)) for q in chosen
@@ -180,14 +187,37 @@ def generated_items(cfg: EvalConfig) -> tuple[list[Item], Path, dict[str, Any]]:
         "video": str(bench.video),
         "video_minutes": round(bench.duration / 60, 2),
         "real_videos": sorted({s.visual[5:] for s in bench.segments if s.visual.startswith("real:")}),
+        "speech": cfg.speech if bench.spoken_subtitles else None,
     }
     return items, bench.video, facts
+
+
+def _condition(cfg: EvalConfig, video: Path) -> Path:
+    """The video as the speech condition sees it: beside the subtitle file that condition reads.
+
+    `subtitles` pairs it (a link) with `long_video.spoken.srt` in a folder of its own; the other
+    conditions read the plain subtitles beside the original.
+    """
+    spoken = video.with_name("long_video.spoken.srt")
+    if cfg.speech not in ("asr", "subtitles", "none", "off"):
+        raise MMRAGError(f"speech must be asr, subtitles, none or off (got {cfg.speech!r})")
+    if cfg.speech != "subtitles" or not spoken.is_file():
+        return video
+    folder = video.parent / "spoken-subtitles"
+    folder.mkdir(exist_ok=True)
+    for link, target in ((folder / video.name, video), (folder / "long_video.srt", spoken)):
+        if not link.is_symlink():
+            link.symlink_to(target.resolve())
+    return folder / video.name
 
 
 def _index_generated(cfg: EvalConfig, video: Path) -> tuple[Pipeline, float]:
     from mmrag.evals._index import code_version
 
-    key = f"{video.parent.name}-c{cfg.clip_seconds:g}-{code_version()}"  # stale indexes never reused
+    data = video.parent.name
+    video = _condition(cfg, video)
+    asr = f"-{cfg.asr_model.replace('/', '_')}-b{cfg.asr_beam_size}" if cfg.speech == "asr" else ""
+    key = f"{data}-c{cfg.clip_seconds:g}-{cfg.speech}{asr}-{code_version()}"  # stale indexes never reused
     index = Path(cfg.runs) / "long-video" / "index" / key
     pipe = _pipeline(cfg, index)
     t0 = time.perf_counter()

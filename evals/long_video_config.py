@@ -55,6 +55,17 @@ class EvalConfig:
     tvqa_frames: str | None = None
     episodes: int = 0
     """TVQA-long: first N episodes only (0: all)."""
+    speech: str = "asr"
+    """Generated benchmark: how the spoken track's facts reach the index. `asr`: the soundtrack is
+    transcribed (`ingest.asr="always"`: the video also has subtitles); `subtitles`: the same lines
+    are in the subtitle file instead (`long_video.spoken.srt`), no ASR; `none`: neither; `off`: the
+    benchmark without a spoken track (three kinds of questions)."""
+    kinds: str = ""
+    """Only questions of these kinds, comma-separated (`speech`); empty: all kinds."""
+    asr_model: str = "whisper-tiny.en"
+    """Speech model of the `asr` condition."""
+    asr_beam_size: int = 5
+    """Its beam width."""
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """The generated long-video benchmark, rendered: the planned segments (`mmrag.evals.long_video_plan`)
-drawn into an H.264 video and an SRT file, cached under `runs/long-video/data/<key>/`.
+drawn into an H.264 video and an SRT file, cached under `runs/long-video/data/<key>/`; with the
+spoken track (`mmrag.evals.long_video_speech`), an AAC soundtrack and `long_video.spoken.srt`.
 
 Shapes are drawn like easy-VQA's (one filled shape in one of its eight colours on a pale
 background), text cards as white titles on dark blue, and real excerpts are resampled from the videos
@@ -100,10 +101,19 @@ def real_frames(path: Path, fps: int, size: tuple[int, int], max_seconds: float 
     return out
 
 
-def render(bench_dir: Path, cfg: GenConfig, segments: list[Segment], real_dir: Path | None) -> Path:
-    """Encode the video (H.264, one keyframe per segment) and write it to `bench_dir/long_video.mp4`."""
+def render(
+    bench_dir: Path,
+    cfg: GenConfig,
+    segments: list[Segment],
+    real_dir: Path | None,
+    audio: np.ndarray | None = None,
+) -> Path:
+    """Encode the video (H.264, one keyframe per segment; `audio`, 16 kHz mono, as AAC) and write it
+    to `bench_dir/long_video.mp4`."""
     import av
     import numpy as np
+
+    from mmrag.evals.long_video_speech import add_audio_stream, encode_audio
 
     size = (cfg.width, cfg.height)
     sources: dict[str, list[np.ndarray]] = {}
@@ -114,6 +124,7 @@ def render(bench_dir: Path, cfg: GenConfig, segments: list[Segment], real_dir: P
         stream = container.add_stream("libx264", rate=cfg.fps, options={"preset": "veryfast", "crf": "26"})
         stream.width, stream.height, stream.pix_fmt = cfg.width, cfg.height, "yuv420p"
         stream.codec_context.gop_size = per_segment
+        sound = add_audio_stream(container) if audio is not None else None
         pts = 0
         for seg in segments:
             rng = random.Random(f"{cfg.seed}:{seg.index}")
@@ -138,6 +149,8 @@ def render(bench_dir: Path, cfg: GenConfig, segments: list[Segment], real_dir: P
                     container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+        if sound is not None and audio is not None:
+            encode_audio(container, sound, audio)
     tmp.replace(out)
     return out
 
@@ -147,8 +160,11 @@ def srt_time(t: float) -> str:
     return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
 
 
-def write_srt(path: Path, segments: list[Segment]) -> Path:
-    cues = [c for s in segments for c in s.cues]
+def write_srt(
+    path: Path, segments: list[Segment], cues: list[tuple[float, float, str]] | None = None
+) -> Path:
+    """The segments' subtitles (or the `cues` given) as an SRT file."""
+    cues = [c for s in segments for c in s.cues] if cues is None else cues
     blocks = [f"{i}\n{srt_time(a)} --> {srt_time(b)}\n{text}\n" for i, (a, b, text) in enumerate(cues, 1)]
     path.write_text("\n".join(blocks), encoding="utf-8")
     return path
@@ -175,10 +191,17 @@ def generate(
     segments, questions = plan(cfg, reals)
     bench_dir = Path(root) / cfg.key(reals)
     video, subs = bench_dir / "long_video.mp4", bench_dir / "long_video.srt"
+    spoken_subs = bench_dir / "long_video.spoken.srt" if any(s.speech for s in segments) else None
     meta = bench_dir / "benchmark.json"
     if not (video.is_file() and meta.is_file()):
         bench_dir.mkdir(parents=True, exist_ok=True)
-        render(bench_dir, cfg, segments, real_dir)
+        audio, spoken = None, []
+        if spoken_subs is not None:
+            from mmrag.evals.long_video_speech import soundtrack, spoken_srt_cues
+
+            audio, spoken = soundtrack(segments, segments[-1].t_end)
+            write_srt(spoken_subs, segments, spoken_srt_cues(segments, spoken))
+        render(bench_dir, cfg, segments, real_dir, audio)
         write_srt(subs, segments)
         data: dict[str, Any] = {
             "config": asdict(cfg),
@@ -186,9 +209,10 @@ def generate(
             "real_videos": reals,
             "segments": [asdict(s) for s in segments],
             "questions": [asdict(q) for q in questions],
+            "spoken": [list(c) for c in spoken],
         }
         meta.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    return Benchmark(video, subs, questions, segments, cfg)
+    return Benchmark(video, subs, questions, segments, cfg, spoken_subs)
 
 
 __all__ = [

@@ -8,14 +8,17 @@ lighthouse, the bakery, ...) named in its subtitles. A segment shows one of:
 - a text card (a chapter title);
 - an excerpt of one of the real videos in `../shared/data/video` (when present), looped and resized.
 
-Every segment carries one question, of one of three kinds:
+Every segment carries one question, of one of four kinds (three without the spoken track,
+`GenConfig.speech=False`):
 
 - `subtitles`: a fact said in the subtitles ("the lighthouse has a dog called Biscuit"); the frames
   do not show it;
 - `frames`: the colour or shape on screen while the subtitles talk about a topic; the subtitles never
   say it;
 - `both`: a shape's name (said) and its colour (shown): choices pair colours with names
-  (`red, called Momo`) so that each source alone narrows the five choices to three.
+  (`red, called Momo`) so that each source alone narrows the five choices to three;
+- `speech`: a fact of the same kind as `subtitles`, said only on the soundtrack (espeak-ng, see
+  `mmrag.evals.long_video_speech`): the segment has no subtitles, so only speech to text finds it.
 
 Everything is drawn from one seeded generator, so a seed gives the same video, subtitles and
 questions on every machine. `mmrag.evals.long_video_gen` renders the plan into a video and subtitles,
@@ -32,7 +35,7 @@ from pathlib import Path
 
 from mmrag.types import MMRAGError
 
-GEN_VERSION = 2
+GEN_VERSION = 3
 """Bumped whenever the generated content changes, so stale caches are not reused."""
 
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -112,6 +115,9 @@ class GenConfig:
     height: int = 240
     real_share: float = 0.2
     """Share of the non-shape segments that show a real video excerpt (when the folder exists)."""
+    speech: bool = True
+    """A spoken track: a quarter of the segments say their intro and fact aloud instead of in the
+    subtitles (`speech` questions)."""
 
     def key(self, real_videos: list[str]) -> str:
         blob = json.dumps([GEN_VERSION, asdict(self), real_videos], sort_keys=True)
@@ -129,6 +135,8 @@ class Segment:
     visual: str
     """`shape`, `card` or `real:<file name>`."""
     cues: list[tuple[float, float, str]] = field(default_factory=list)
+    speech: list[tuple[float, str]] = field(default_factory=list)
+    """Lines said on the soundtrack: (start in seconds, text); `speech` segments only."""
     colour: str | None = None
     shape: str | None = None
 
@@ -139,7 +147,7 @@ class Question:
 
     id: str
     kind: str
-    """`subtitles`, `frames` or `both`."""
+    """`subtitles`, `frames`, `both` or `speech`."""
     question: str
     choices: list[str]
     answer_idx: int
@@ -161,6 +169,8 @@ class Benchmark:
     questions: list[Question]
     segments: list[Segment]
     config: GenConfig
+    spoken_subtitles: Path | None = None
+    """The subtitles plus the spoken lines as cues (the `subtitles` condition of the speech questions)."""
 
     @property
     def duration(self) -> float:
@@ -181,15 +191,16 @@ def plan(cfg: GenConfig, real_videos: list[str]) -> tuple[list[Segment], list[Qu
     if n > len(TOPICS):
         raise MMRAGError(f"{cfg.minutes} minutes need {n} topics; only {len(TOPICS)} exist")
     topics = rng.sample(TOPICS, n)
-    # a third of the segments for each kind, in a shuffled order
-    kinds = [("subtitles", "frames", "both")[i % 3] for i in range(n)]
+    # as many segments of each kind, in a shuffled order
+    names = ("subtitles", "frames", "both", "speech") if cfg.speech else ("subtitles", "frames", "both")
+    kinds = [names[i % len(names)] for i in range(n)]
     rng.shuffle(kinds)
     segments, questions = [], []
     for i, (topic, kind) in enumerate(zip(topics, kinds, strict=True)):
         t0 = i * cfg.segment_seconds
         t1 = t0 + cfg.segment_seconds
         seg = Segment(i, t0, t1, topic, "shape")
-        if kind == "subtitles":
+        if kind in ("subtitles", "speech"):
             real = real_videos and rng.random() < cfg.real_share * 3
             seg.visual = (
                 f"real:{rng.choice(real_videos)}" if real else ("card" if rng.random() < 0.5 else "shape")
@@ -202,7 +213,7 @@ def plan(cfg: GenConfig, real_videos: list[str]) -> tuple[list[Segment], list[Qu
         fact = rng.choice(pool)
         said_text = said.format(t=topic, a=fact)
         qid = f"q{i:03d}"
-        if kind == "subtitles":
+        if kind in ("subtitles", "speech"):
             choices, idx = _choices(rng, fact, pool)
             q = Question(qid, kind, asked.format(t=topic), choices, idx, i, t0, t1)
         elif kind == "frames":
@@ -219,7 +230,10 @@ def plan(cfg: GenConfig, real_videos: list[str]) -> tuple[list[Segment], list[Qu
             name = rng.choice(SHAPE_NAMES)
             said_text = f"At the {topic}, the shape on screen is called {name}."
             q = _both_question(rng, qid, topic, name, seg.colour, (i, t0, t1))
-        seg.cues = [(t0 + 0.5, t0 + 4.5, intro), (t0 + 5.0, t0 + 9.5, said_text)]
+        if kind == "speech":  # said aloud (from 0.5 s and 4.5 s), never written
+            seg.speech = [(t0 + 0.5, intro), (t0 + 4.5, said_text)]
+        else:
+            seg.cues = [(t0 + 0.5, t0 + 4.5, intro), (t0 + 5.0, t0 + 9.5, said_text)]
         segments.append(seg)
         questions.append(q)
     return segments, questions

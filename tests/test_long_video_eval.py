@@ -137,15 +137,19 @@ def test_plan_is_seeded_and_questions_are_well_formed() -> None:
     assert (segments, questions) == again
     assert plan(GenConfig(minutes=3.0, seed=1), ["clip.mp4"])[1] != questions
     assert len(segments) == len(questions) == 18
-    assert sorted({q.kind for q in questions}) == ["both", "frames", "subtitles"]
+    assert sorted({q.kind for q in questions}) == ["both", "frames", "speech", "subtitles"]
     for q in questions:
         seg = segments[q.segment]
-        said = " ".join(text for _, _, text in seg.cues)
+        written = " ".join(text for _, _, text in seg.cues)
+        spoken = " ".join(text for _, text in seg.speech)
+        said = written or spoken
+        assert bool(written) != bool(spoken)  # a segment's lines are written or spoken, never both
         assert len(set(q.choices)) == 5 and (q.t_start, q.t_end) == (seg.t_start, seg.t_end)
         assert all(seg.t_start <= a < b <= seg.t_end for a, b, _ in seg.cues)
+        assert all(seg.t_start <= a < seg.t_end for a, _ in seg.speech)
         assert seg.topic in said and seg.topic in q.question
-        if q.kind == "subtitles":
-            assert q.answer in said  # said, and (for shapes, cards, real clips) not shown
+        if q.kind in ("subtitles", "speech"):
+            assert q.answer in said and (q.kind == "speech") == bool(spoken)  # said, and not shown
         elif q.kind == "frames":
             assert q.answer in (seg.colour, seg.shape) and q.answer not in said
         else:
@@ -162,8 +166,8 @@ def test_plan_is_seeded_and_questions_are_well_formed() -> None:
 def test_generated_files(tmp_path: Path) -> None:
     import av
 
-    bench = generate(tmp_path, GenConfig(minutes=0.5))
-    assert bench.duration == 30.0
+    bench = generate(tmp_path, GenConfig(minutes=0.5, speech=False))
+    assert bench.duration == 30.0 and bench.spoken_subtitles is None
     with av.open(str(bench.video)) as c:
         s = c.streams.video[0]
         assert (s.width, s.height) == (320, 240)
@@ -171,7 +175,37 @@ def test_generated_files(tmp_path: Path) -> None:
     cues = read_subtitles(bench.subtitles)
     assert [(c.start, c.end, c.text) for c in cues] == [cue for seg in bench.segments for cue in seg.cues]
     mtime = bench.video.stat().st_mtime_ns
-    assert generate(tmp_path, GenConfig(minutes=0.5)).video.stat().st_mtime_ns == mtime  # cached
+    assert (
+        generate(tmp_path, GenConfig(minutes=0.5, speech=False)).video.stat().st_mtime_ns == mtime
+    )  # cached
+    assert plan(GenConfig(minutes=3.0, speech=False), [])[1][0].kind in ("subtitles", "frames", "both")
+
+
+def test_spoken_track_is_in_the_audio_and_in_the_spoken_subtitles_only(tmp_path: Path) -> None:
+    import av
+    from speech import need_espeak
+
+    from mmrag.evals.long_video_speech import normalise, word_error_rate
+
+    need_espeak()
+    bench = generate(tmp_path, GenConfig(minutes=1.0))
+    spoken_segments = [s for s in bench.segments if s.speech]
+    assert len(spoken_segments) == 1 and not spoken_segments[0].cues
+    with av.open(str(bench.video)) as c:
+        audio = c.streams.audio[0]
+        assert audio.codec_context.name == "aac" and audio.sample_rate == 16000
+    plain, spoken = read_subtitles(bench.subtitles), read_subtitles(bench.spoken_subtitles)
+    seg = spoken_segments[0]
+    extra = [c for c in spoken if c not in plain]
+    assert [c.text for c in extra] == [text for _, text in seg.speech]
+    assert all(seg.t_start <= c.start < c.end <= seg.t_end for c in extra)
+    assert not any(seg.topic in c.text for c in plain)  # the plain subtitles never name it
+    meta = json.loads((bench.video.parent / "benchmark.json").read_text())
+    assert [c[2] for c in meta["spoken"]] == [c.text for c in extra]
+    lines = [c.text for c in extra]
+    assert word_error_rate(lines, lines)["wer"] == 0.0
+    assert word_error_rate(["The bakery has four windows."], ["the bakery had 4 windows"])["wer"] == 0.2
+    assert normalise("The Harbour, twelve!") == "the harbor 12"
 
 
 def test_aggregate_and_table() -> None:
@@ -215,7 +249,7 @@ def test_tiny_benchmark_end_to_end(tmp_path: Path) -> None:
     torch.manual_seed(0)
     bridge = BridgeModel.from_config(cfg, device="cpu").save(tmp_path / "bridge")
     run_cfg = EvalConfig(
-        generator=str(bridge), questions=3, minutes=1.0, videos="", runs=str(tmp_path / "runs")
+        generator=str(bridge), questions=3, minutes=1.0, videos="", runs=str(tmp_path / "runs"), speech="off"
     )
     metrics = evaluate(run_cfg, bench_file=tmp_path / "bench.json", show_progress=False)
     run = Path(metrics["run"])
