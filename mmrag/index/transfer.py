@@ -13,33 +13,38 @@ Points live in one of three places, and every move is the same streamed copy bet
         points-00000.npz  one part per page: ids, a float32 matrix and a presence mask per dense
                           space, the BM25 vectors as CSR arrays, payloads as zlib'd JSON; no pickles
 
-The copy pages through the source in point-id order (scroll with vectors and payloads) and upserts
-each page. Point ids are stable UUIDs, so writing a page twice leaves one copy. After each page the
-offset of the next one goes to `.transfer.json` in the destination, so an interrupted copy run again
-goes on where it stopped. The destination's manifest is written last: a folder with a manifest is a
-complete index that `Pipeline.load` opens. Then the point counts must agree and a random sample of
-points must come back from the destination with the same vectors and payloads.
+The copy (`mmrag.index.transfer_copy`) pages through the source in point-id order (scroll with
+vectors and payloads) and upserts each page. Point ids are stable UUIDs, so writing a page twice
+leaves one copy. After each page the offset of the next one goes to `.transfer.json` in the
+destination, so an interrupted copy run again goes on where it stopped. The destination's manifest
+is written last: a folder with a manifest is a complete index that `Pipeline.load` opens. Then the
+point counts must agree and a random sample of points must come back from the destination with the
+same vectors and payloads. This module opens the ends (index folders, servers, bundles) and writes
+the manifests, file tables and bundle description around the copy.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import os
-import random
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mmrag.index.folder import MANIFEST, IndexLock, read_manifest, write_json_atomic
-from mmrag.index.progress import progress_bar
-from mmrag.store.base import PointData, SparseVec, Store, StoreSchema
+from mmrag.index.transfer_copy import (
+    CHECKPOINT,
+    DEFAULT_BATCH,
+    VERIFY_SAMPLE,
+    TransferReport,
+    copy_points,
+    prepare,
+)
+from mmrag.store.base import Store, StoreSchema
 from mmrag.store.bundle import (
     BUNDLE,
     BUNDLE_FORMAT,
@@ -52,143 +57,12 @@ from mmrag.store.edge import EdgeStore
 from mmrag.store.server import ClientStore, ServerOptions
 from mmrag.types import MMRAGError
 
-CHECKPOINT = ".transfer.json"
 FILES = "files.sqlite"
-DEFAULT_BATCH = 1024
-# Points compared vector by vector after a copy (a reservoir sample over the whole copy).
-VERIFY_SAMPLE = 64
-
-
-@dataclass
-class TransferReport:
-    """What one export or import did."""
-
-    source: str
-    dest: str
-    points: int = 0
-    """Points in the destination when the copy finished (equal to the source's count)."""
-    copied: int = 0
-    """Points this run copied."""
-    resumed_at: int = 0
-    """Points an earlier, interrupted run had copied already."""
-    verified: int = 0
-    """Sampled points read back from the destination and compared with the source."""
-    seconds: float = 0.0
-    """Time spent copying points (opening, verification and the HNSW build not included)."""
-    optimize_seconds: float = 0.0
-    """Time the embedded destination spent building its HNSW graphs."""
-
-    @property
-    def points_per_s(self) -> float:
-        return self.copied / self.seconds if self.seconds > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "points_per_s": round(self.points_per_s, 1)}
 
 
 def is_url(target: str) -> bool:
     """Whether `target` names a Qdrant server (or qdrant-client local mode) rather than a folder."""
     return "://" in target or target == ":memory:" or target.startswith("local:")
-
-
-def _prepare(dest: Path, source: str, target: dict[str, Any]) -> dict[str, Any]:
-    """The checkpoint of the copy of `source` into `dest`: an interrupted one's, or a new one."""
-    path = dest / CHECKPOINT
-    if path.exists():
-        try:
-            ckpt: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise MMRAGError(
-                f"{path}: unreadable copy checkpoint ({e}); delete {dest} and start again"
-            ) from e
-        if ckpt.get("source") != source or ckpt.get("target") != target:
-            raise MMRAGError(
-                f"{dest} holds an interrupted copy of {ckpt.get('source')} to {ckpt.get('target')}, "
-                f"not of {source} to {target}; choose another folder or delete it"
-            )
-        return ckpt
-    if (dest / MANIFEST).exists() or (dest / BUNDLE).exists():
-        raise MMRAGError(f"{dest} already holds a complete index or bundle; choose a new folder")
-    if dest.exists() and any(p.name != ".lock" for p in dest.iterdir()):
-        raise MMRAGError(f"{dest} is not empty; choose a new or empty folder")
-    dest.mkdir(parents=True, exist_ok=True)
-    ckpt = {"source": source, "target": target, "offset": None, "copied": 0, "done": False, "parts": []}
-    write_json_atomic(path, ckpt)
-    return ckpt
-
-
-def _copy(
-    src: StoreEnd | BundleEnd,
-    dst: StoreEnd | BundleEnd,
-    dest: Path,
-    ckpt: dict[str, Any],
-    report: TransferReport,
-    opts: dict[str, Any],
-) -> None:
-    """Stream every page of `src` into `dst`, checkpointing after each; then check counts and a sample."""
-    total, verify = src.count(), int(opts.get("verify", VERIFY_SAMPLE))
-    report.resumed_at = int(ckpt["copied"])
-    sample: list[PointData] = []
-    rng, seen = random.Random(0), 0
-    on_page: Callable[[int], None] | None = opts.get("on_page")
-    t0 = time.perf_counter()
-    with progress_bar(
-        bool(opts.get("progress")), total, "copying[/] points", report.resumed_at, f"into {dest.name}"[-60:]
-    ) as advance:
-        if not ckpt["done"]:
-            for points, nxt in src.pages(ckpt["offset"], int(opts.get("batch_size", DEFAULT_BATCH))):
-                if points:
-                    dst.write(points, ckpt)
-                ckpt["offset"], ckpt["copied"] = nxt, ckpt["copied"] + len(points)
-                write_json_atomic(dest / CHECKPOINT, ckpt)
-                for p in points:  # reservoir sample over everything this run copies
-                    seen += 1
-                    j = rng.randrange(seen)
-                    if len(sample) < verify:
-                        sample.append(p)
-                    elif j < verify:
-                        sample[j] = p
-                report.copied += len(points)
-                advance(len(points))
-                if on_page is not None:
-                    on_page(int(ckpt["copied"]))
-            ckpt["done"] = True
-            write_json_atomic(dest / CHECKPOINT, ckpt)
-    report.seconds = time.perf_counter() - t0
-    report.points = dst.stored(ckpt)
-    if report.points != total:
-        raise MMRAGError(
-            f"copy check failed: {src.label} holds {total} points, {dest} got {report.points} "
-            f"(was the source changed during the copy? delete {dest} and copy again)"
-        )
-    _check_same(sample, dst.retrieve([p.id for p in sample], ckpt), str(dest))
-    report.verified = len(sample)
-
-
-def _check_same(sample: list[PointData], got: dict[str, PointData], dest: str) -> None:
-    for p in sample:
-        q = got.get(p.id)
-        if q is None:
-            raise MMRAGError(f"copy check failed: point {p.id} is missing from {dest}")
-        same_dense = set(p.dense) == set(q.dense) and all(
-            np.allclose(p.dense[k], q.dense[k], atol=1e-5) for k in p.dense
-        )
-        if not same_dense:
-            raise MMRAGError(f"copy check failed: point {p.id} has other dense vectors in {dest}")
-        if not _same_sparse(p.sparse, q.sparse):
-            raise MMRAGError(f"copy check failed: point {p.id} has another BM25 vector in {dest}")
-        if p.payload != q.payload:
-            raise MMRAGError(f"copy check failed: point {p.id} has another payload in {dest}")
-
-
-def _same_sparse(a: SparseVec | None, b: SparseVec | None) -> bool:
-    if a is None or b is None:
-        return a is b
-    # A server may reorder a sparse vector's entries: compare them sorted by index.
-    ia, ib = np.asarray(a.indices, dtype=np.int64), np.asarray(b.indices, dtype=np.int64)
-    oa, ob = np.argsort(ia), np.argsort(ib)
-    va, vb = np.asarray(a.values, dtype=np.float32)[oa], np.asarray(b.values, dtype=np.float32)[ob]
-    return bool(np.array_equal(ia[oa], ib[ob]) and np.allclose(va, vb, rtol=1e-6, atol=0))
 
 
 # -- index folders -----------------------------------------------------------------------------------
@@ -202,6 +76,7 @@ def _schema(manifest: dict[str, Any], where: Path) -> StoreSchema:
         int(st.get("hnsw_m", 16)),
         int(st.get("hnsw_ef_construct", 100)),
         bool(st.get("on_disk", False)),
+        {str(k): int(v) for k, v in ((manifest.get("store") or {}).get("multi") or {}).items()},
     )
 
 
@@ -292,7 +167,7 @@ def _into_index(
     lock = IndexLock(dest)  # one copy at a time into a folder
     lock.acquire()
     try:
-        ckpt = _prepare(dest, src.label, {"url": url, "collection": collection if url else None})
+        ckpt = prepare(dest, src.label, {"url": url, "collection": collection if url else None})
         schema = _schema(manifest, dest)
         store: Store
         if url is None:
@@ -308,7 +183,7 @@ def _into_index(
                     )
                 ckpt["target_checked"] = True
                 write_json_atomic(dest / CHECKPOINT, ckpt)
-            _copy(src, StoreEnd(store, str(dest)), dest, ckpt, report, opts)
+            copy_points(src, StoreEnd(store, str(dest)), dest, ckpt, report, opts)
             if url is None:
                 t0 = time.perf_counter()
                 store.optimize()  # the embedded engine builds HNSW only when asked
@@ -352,10 +227,11 @@ def export_bundle(
     index, dest = Path(index).expanduser().resolve(), Path(dest).expanduser().resolve()
     opts = {"batch_size": batch_size, "progress": progress, "verify": verify, "on_page": on_page}
     with _source_index(index, api_key) as (src, manifest):
-        spaces = _schema(manifest, index).dense
-        ckpt = _prepare(dest, src.label, {"bundle": str(dest)})
+        schema = _schema(manifest, index)
+        spaces = schema.dense
+        ckpt = prepare(dest, src.label, {"bundle": str(dest)})
         report = TransferReport(src.label, str(dest))
-        _copy(src, BundleEnd(dest, spaces), dest, ckpt, report, opts)
+        copy_points(src, BundleEnd(dest, spaces, multi=schema.multi), dest, ckpt, report, opts)
         _copy_files(index / FILES, dest / FILES)
     write_json_atomic(dest / MANIFEST, manifest)
     meta = {
@@ -363,6 +239,7 @@ def export_bundle(
         "version": BUNDLE_VERSION,
         "points": report.points,
         "dense": spaces,
+        "multi": schema.multi,
         "parts": ckpt["parts"],
         "source": src.label,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -404,7 +281,8 @@ def import_bundle(
     manifest = read_manifest(bundle)
     if manifest is None:
         raise MMRAGError(f"{bundle}: the bundle has no {MANIFEST}; export it again")
-    src = BundleEnd(bundle, _schema(manifest, bundle).dense, meta)
+    schema = _schema(manifest, bundle)
+    src = BundleEnd(bundle, schema.dense, meta, multi=schema.multi)
     opts = {"batch_size": batch_size, "progress": progress, "verify": verify, "on_page": on_page}
     target = (url, collection or _location(manifest)[1], api_key, options)
     return _into_index(src, manifest, bundle / FILES, dest, target, opts)
