@@ -13,8 +13,13 @@ by clip in memory that does not grow with length (measured: peak RSS of a quarte
 full-length run), so time is linear in length. One run each, on a machine whose 2 cores are shared:
 read ratios, not third digits.
 
+Speech (`bench/asr_speed.py`): the real-time factor of the offline ASR (Whisper tiny.en, int8)
+on an espeak-ng narration, and the same looped video with that narration as its soundtrack and no
+subtitles indexed end to end with `asr=auto`.
+
     python bench/video.py                        # 10 minutes, writes bench/results/video.json + .png
     python bench/video.py --minutes 3 --no-captions
+    python bench/video.py --only-asr             # only the speech numbers, into the existing JSON
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from asr_speed import speech  # noqa: E402
 from common import write_result  # noqa: E402
 
 SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "video" / "imageio_cockatoo.mp4"
@@ -318,6 +324,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "video.json")
     ap.add_argument("--keep", action="store_true", help="keep the test videos and indexes (printed folder)")
     ap.add_argument("--plot-only", action="store_true", help="redraw the PNG from an existing --out JSON")
+    ap.add_argument("--only-asr", action="store_true", help="run the speech part alone, update --out's 'asr'")
     args = ap.parse_args()
     if args.plot_only:
         plot(json.loads(args.out.read_text(encoding="utf-8")), args.out.with_suffix(".png"))
@@ -326,6 +333,14 @@ def main() -> None:
         sys.exit(f"source video not found: {args.source}")
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # media.make_srt
     work = Path(tempfile.mkdtemp(prefix="mmrag-bench-video-"))
+    if args.only_asr:
+        length = loop_video(args.source, work / "loop.mp4", args.minutes * 60)
+        result = json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {}
+        result["asr"] = speech(work / "loop.mp4", length, work)
+        write_result(result, args.out, plot)
+        print(json.dumps(result["asr"], indent=2))
+        shutil.rmtree(work, ignore_errors=True)
+        return
     t_build = time.perf_counter()
     long = work / "loop.mp4"
     length = loop_video(args.source, long, args.minutes * 60)
@@ -384,6 +399,7 @@ def main() -> None:
     ]
     print(json.dumps(result["end_to_end"]), file=sys.stderr)
     result["ocr"] = ocr_cost(long)
+    result["asr"] = speech(long, length, work)
     if not args.no_captions:
         result["captions"] = captions(work / "idx-quarter", quarter_length, args.caption_tokens)
         print(json.dumps(result["captions"]), file=sys.stderr)
