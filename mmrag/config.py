@@ -195,11 +195,15 @@ class SearchConfig:
     the page point together) or `document-page` (documents ranked first, then their pages)."""
 
 
+RerankMethod = Literal["none", "cross-encoder", "llm", "vlm", "bi-encoder"]
+"""The reranking methods; `mmrag.rerank.METHODS` is this list."""
+
+
 @dataclass
 class RerankConfig:
     """Second-stage scoring of the fused candidates, and how many of them to keep."""
 
-    method: Literal["none", "cross-encoder", "llm", "vlm", "bi-encoder"] = "none"
+    method: RerankMethod = "none"
     """`cross-encoder` (a sequence classifier by hub id), `llm` (yes/no logits of a causal LM), `vlm`
     (the same with the hit's image, for image/page/video hits), `bi-encoder` (cosine rescoring with
     the index's own embedders), or `none`."""
@@ -234,8 +238,8 @@ class GenerateConfig:
     device: str = "auto"
     """`auto`, `cpu`, `cuda`, ..."""
     dtype: str = "auto"
-    """Weights' dtype (`auto`: bfloat16 on CUDA, float32 on CPU; `float32`, `float16`, `bfloat16`);
-    with 4 bits, the compute dtype."""
+    """Weights' dtype (`auto`: bfloat16 on CUDA, float16 on GPUs without bf16, float32 on CPU;
+    `float32`, `float16`, `bfloat16`); with 4 bits, the compute dtype."""
     max_new_tokens: int = 192
     """Upper bound on generated tokens (an answer of one to three sentences needs under 100)."""
     stop_on_repetition: bool = True

@@ -79,14 +79,19 @@ class Hit:
         if self.page is not None:
             return f"p.{self.page + 1}"
         if self.t_start is not None:
-            end = self.t_end if self.t_end is not None else self.t_start
-            return f"{_hms(self.t_start)}–{_hms(end)}"
+            return format_span(self.t_start, self.t_end)
         return ""
 
 
-def _hms(t: float) -> str:
-    s = int(t)
+def hms(t: float) -> str:
+    """`HH:MM:SS` for seconds (whole seconds, rounded down; hours past 99 keep their digits)."""
+    s = max(0, int(t))
     return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def format_span(t_start: float, t_end: float | None = None) -> str:
+    """`HH:MM:SS–HH:MM:SS` (an en dash between), the form answers and hit locators use to name clips."""
+    return f"{hms(t_start)}–{hms(t_start if t_end is None else t_end)}"
 
 
 @dataclass(frozen=True)

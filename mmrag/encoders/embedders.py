@@ -13,15 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mmrag.encoders.base import (
-    PixelEncoder,
-    Pixels,
-    concat_pixels,
-    cpu_has_native_bf16,
-    l2_normalize,
-    pixel_rows,
-    resolve_device,
-)
+from mmrag.device import cpu_has_native_bf16, resolve_device
+from mmrag.encoders.base import PixelEncoder, Pixels, concat_pixels, l2_normalize, pixel_rows
 from mmrag.store.base import BM25, StoreSchema
 from mmrag.types import Chunk, MMRAGError, PointData, SparseVec, point_id
 

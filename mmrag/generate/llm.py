@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmrag.encoders.base import resolve_device
+from mmrag.device import resolve_device, resolve_dtype, torch_dtype
 from mmrag.types import MMRAGError
 
 if TYPE_CHECKING:
@@ -38,18 +38,6 @@ Message = dict[str, Any]
 def cache_dir() -> Path:
     """Where converted models and trained bridges live: `$MMRAG_CACHE` or `~/.cache/mmrag`."""
     return Path(os.environ.get("MMRAG_CACHE") or Path.home() / ".cache" / "mmrag")
-
-
-def resolve_dtype(dtype: str, device: str) -> torch.dtype:
-    """`auto` is bfloat16 on CUDA and float32 on CPU (CPU half precision is slow and lossy)."""
-    import torch
-
-    if dtype == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    try:
-        return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
-    except KeyError:
-        raise MMRAGError(f"unknown dtype {dtype!r}; use auto, float32, float16 or bfloat16") from None
 
 
 def quantization_config(
@@ -152,7 +140,7 @@ def load_causal_lm(
     Args:
         model_id: Hub id, local folder, or a packaged short name (`smollm2-135m`).
         device: `auto`, `cpu`, `cuda`, ...
-        dtype: `auto` (bf16 on CUDA, fp32 on CPU), `float32`, `float16`, `bfloat16`; for 4-bit
+        dtype: `auto` (`mmrag.device.resolve_dtype`), `float32`, `float16`, `bfloat16`; for 4-bit
             models it is the compute dtype.
         quantize: 4-bit NF4 via bitsandbytes; None means on for CUDA, off for CPU. On a CPU the
             checkpoint is read one tensor at a time and left unmapped after quantising
@@ -165,15 +153,15 @@ def load_causal_lm(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, device)
+    weights = torch_dtype(resolve_dtype(dtype, device))
     path = resolve_llm(model_id)
-    kw: dict[str, Any] = {"dtype": torch_dtype}
+    kw: dict[str, Any] = {"dtype": weights}
     if gguf_file is not None:
         if quantize:
             raise MMRAGError(f"{gguf_file}: convert GGUF first (convert_gguf_to_hf) to load it in 4 bits")
         kw["gguf_file"] = gguf_file
     else:
-        qcfg = quantization_config(quantize, device, torch_dtype)
+        qcfg = quantization_config(quantize, device, weights)
         if qcfg is not None:
             kw["quantization_config"] = qcfg
             kw["device_map"] = {"": device}

@@ -107,7 +107,7 @@ def generator_info(cfg: GenerateConfig, load: bool = False) -> dict[str, Any]:
     """
     import importlib.util
 
-    from mmrag.generate.llm import resolve_device
+    from mmrag.device import resolve_device
 
     device = resolve_device(cfg.device)
     quant = cfg.quantize if cfg.quantize is not None else device.startswith("cuda")
