@@ -19,6 +19,7 @@ Measured, on the 313 MultiHop test and FinanceBench questions (a pass over the d
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -32,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import textvecs  # noqa: E402
-from common import machine, write_result  # noqa: E402
+from common import machine, write_json, write_result  # noqa: E402
 from store import parse_size  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -103,6 +104,33 @@ def warm(folder: Path, dev: list[str], test: list[str]) -> dict[str, Any]:
     return out
 
 
+def routing(folder: Path, dev: list[str], test: list[str], rounds: int = 3) -> dict[str, Any]:
+    """Warm `Pipeline.retrieve` without routing and with it (`filter`, `boost`), interleaved per
+    question in one run, on an index whose documents carry metadata (`mmrag index` of real files)."""
+    from mmrag import Pipeline
+
+    modes = ("off", "filter", "boost")
+    with Pipeline.load(folder) as p:
+        p.router()  # the one scroll that collects the documents' metadata, paid once per process
+        for q in dev:
+            for m in modes:
+                p.retrieve(q, route=m)
+        times: dict[str, list[float]] = {m: [] for m in modes}
+        routed = 0
+        for _ in range(rounds):
+            for q in test:
+                for m in modes:
+                    t0 = time.perf_counter()
+                    r = p.retrieve(q, route=m)
+                    times[m].append((time.perf_counter() - t0) * 1000)
+                    routed += bool(m == "filter" and r.filters)
+    out: dict[str, Any] = {m: pct(t) for m, t in times.items()}
+    out["routed_share"] = round(routed / (rounds * len(test)), 3)
+    for m in ("filter", "boost"):
+        out[f"{m}_over_off_p50"] = round(out[m]["p50_ms"] / out["off"]["p50_ms"], 3)
+    return out
+
+
 def cold(folder: Path, queries: list[str], runs: int) -> dict[str, Any]:
     """Wall time of `mmrag search` in a fresh process, as typed."""
     exe = shutil.which("mmrag") or ""
@@ -129,7 +157,25 @@ def main() -> None:
     ap.add_argument("--cli-runs", type=int, default=5)
     ap.add_argument("--keep", type=Path, default=None, help="build (or reuse) the index here")
     ap.add_argument("--out", type=Path, default=RESULTS / "search.json")
+    ap.add_argument(
+        "--routing-index",
+        type=Path,
+        default=None,
+        help="also time routing (off / filter / boost) on this index of real documents with metadata, "
+        "with the FinanceBench questions (dev half to warm up, test half timed)",
+    )
+    ap.add_argument("--routing-only", action="store_true", help="time routing only (needs --routing-index)")
     args = ap.parse_args()
+    if args.routing_only:
+        if args.routing_index is None:
+            raise SystemExit("--routing-only needs --routing-index")
+        r = {
+            "machine": machine(libs=("qdrant-edge-py", "torch")),
+            "routing": _routing_run(args.routing_index),
+        }
+        write_json(r, args.out)
+        print(json.dumps(r["routing"], indent=1))
+        return
     n = parse_size(args.size)
     qs = textvecs.queries()
     dev, test = qs[: textvecs.DEV_QUERIES], qs[textvecs.DEV_QUERIES :]
@@ -143,6 +189,8 @@ def main() -> None:
             result["index"] = build_index(workdir, n)
         result["warm"] = w = warm(workdir, dev, test)
         result["cold_cli"] = c = cold(workdir, test, args.cli_runs)
+        if args.routing_index is not None:
+            result["routing"] = _routing_run(args.routing_index)
     finally:
         if args.keep is None:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -160,8 +208,24 @@ def main() -> None:
         f"(import of the CLI alone {c['python_import_cli_ms']} ms); cold / warm = "
         f"{c['p50_ms'] / w['total']['p50_ms']:.0f}x"
     )
+    if "routing" in result:
+        r = result["routing"]
+        print(
+            f"routing on {args.routing_index.name}: p50 off {r['off']['p50_ms']} ms, filter "
+            f"{r['filter']['p50_ms']} ms ({r['filter_over_off_p50']}x), boost {r['boost']['p50_ms']} ms "
+            f"({r['boost_over_off_p50']}x); {r['routed_share']:.0%} of the questions routed"
+        )
     write_result(result, args.out, plot)
     print(f"wrote {args.out}")
+
+
+def _routing_run(folder: Path) -> dict[str, Any]:
+    from mmrag.evals.financebench_data import load_questions, resolve_data, select_split
+
+    questions = load_questions(resolve_data(None, None)[0])
+    dev = [q["question"] for q in select_split(questions, "dev")]
+    test = [q["question"] for q in select_split(questions, "test")]
+    return {"questions": len(test), **routing(folder, dev, test)}
 
 
 def plot(result: dict[str, Any], path: Path) -> None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,7 @@ from mmrag.evals import write_json, write_run
 from mmrag.evals.financebench_answers import answer_all
 from mmrag.evals.financebench_data import (
     CONFIGS,
+    INDEX_OPTIONS,
     METRICS,
     EvalConfig,
     aggregate,
@@ -45,6 +46,7 @@ from mmrag.evals.financebench_data import (
     page_metrics,
     ranked_pages,
     resolve_data,
+    select_split,
 )
 from mmrag.types import MMRAGError
 
@@ -55,16 +57,22 @@ if TYPE_CHECKING:
 HUBNESS_BANK = 1024
 SPACES = ("text", "bm25", "image")
 LABEL = "FinanceBench (page-level retrieval)"
+SEARCH_SETTINGS = ("fusion", "rrf_k", "prefetch")
+"""Configuration keys that set `search` settings for the configuration's run (fusion studies)."""
 
 
-def open_index(pdfs: Sequence[Path], cfg: EvalConfig, progress: bool = False) -> tuple[Pipeline, IndexReport]:
-    """A pipeline over `pdfs` (and the indexing report), cached in `runs/financebench/index-<key>`."""
+def open_index(
+    pdfs: Sequence[Path], cfg: EvalConfig, progress: bool = False, contextual: bool = False
+) -> tuple[Pipeline, IndexReport]:
+    """A pipeline over `pdfs` (and the indexing report), cached in `runs/financebench/index-<key>`;
+    `contextual`: built with contextual chunks (`ingest.contextual`)."""
     from mmrag.config import MMRAGConfig
     from mmrag.evals._index import open_cached
 
     mcfg = MMRAGConfig.load(profile=cfg.profile, env={})
     if cfg.image_model:
-        mcfg.encoders.image = cfg.image_model
+        mcfg.encoders.image = None if cfg.image_model.lower() == "none" else cfg.image_model
+    mcfg.ingest.contextual = contextual
     return open_cached("financebench", pdfs, mcfg, cfg.runs, progress=progress)
 
 
@@ -106,10 +114,8 @@ def _select(
     return list(pdfs.values()), asked, skipped
 
 
-def _run_configs(
-    pipe: Pipeline, questions: list[dict[str, Any]], configs: dict[str, dict[str, Any]], hits: int
-) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    rows: list[dict[str, Any]] = [
+def _rows(questions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
         {
             "id": q.get("financebench_id"),
             "question": q["question"],
@@ -119,22 +125,40 @@ def _run_configs(
         }
         for q in questions
     ]
+
+
+def _run_configs(
+    pipe: Pipeline, rows: list[dict[str, Any]], configs: dict[str, dict[str, Any]], hits: int
+) -> dict[str, float]:
+    """Score `configs` on every row (adding `row[config]`); milliseconds per question of each."""
     ms_per_query: dict[str, float] = {}
+    base = pipe.config.search
     for name, options in configs.items():
-        pipe.search(rows[0]["question"], k=1, **options)  # untimed: loads what this configuration uses
-        t0 = time.perf_counter()
-        for row in rows:
-            pages = ranked_pages(pipe.search(row["question"], k=hits, **options))
-            row[name] = {"pages": pages[:10], "metrics": page_metrics(pages, row["evidence"])}
-        ms_per_query[name] = round(1000 * (time.perf_counter() - t0) / len(rows), 1)
-    return rows, ms_per_query
+        search = {k: v for k, v in options.items() if k not in INDEX_OPTIONS and k not in SEARCH_SETTINGS}
+        pipe.config.search = replace(base, **{k: v for k, v in options.items() if k in SEARCH_SETTINGS})
+        try:
+            pipe.search(rows[0]["question"], k=1, **search)  # untimed: loads what this configuration uses
+            t0 = time.perf_counter()
+            for row in rows:
+                found = pipe.retrieve(row["question"], k=hits, **search)
+                pages = ranked_pages(found.hits)
+                row[name] = {"pages": pages[:10], "metrics": page_metrics(pages, row["evidence"])}
+                if found.filters:
+                    row[name]["route"] = {k: v for k, v in found.filters.items() if k != "path"}
+            ms_per_query[name] = round(1000 * (time.perf_counter() - t0) / len(rows), 1)
+        finally:
+            pipe.config.search = base
+    return ms_per_query
 
 
 def markdown(metrics: dict[str, Any]) -> str:
     """Configurations side by side, overall then per question type; skipped ones with their reason."""
     configs = list(metrics["configs"])
     head = "| question type | n | " + " | ".join(f"{c} {m}" for c in configs for m in METRICS) + " |"
-    title = f"**{metrics['label']}**, {metrics['questions']} questions over {metrics['documents']} PDFs"
+    title = (
+        f"**{metrics['label']}**, split `{metrics.get('split', 'all')}`, {metrics['questions']} questions "
+        f"over {metrics['documents']} PDFs"
+    )
     lines = [title, "", head, "|---" * (2 + len(METRICS) * len(configs)) + "|"]
     for t, first in metrics["configs"][configs[0]].items():
         vals = [f"{metrics['configs'][c][t][m]:.3f}" for c in configs for m in METRICS]
@@ -157,7 +181,10 @@ def print_table(metrics: dict[str, Any]) -> None:
     from rich.table import Table
 
     console = Console(stderr=True)
-    table = Table(title=f"{metrics['label']} · {metrics['questions']} questions · {metrics['points']} points")
+    split = metrics.get("split", "all")
+    table = Table(
+        title=f"{metrics['label']} · {split} · {metrics['questions']} questions · {metrics['points']} points"
+    )
     for col in ("configuration", *METRICS, "ms/query"):
         table.add_column(col, justify="left" if col == "configuration" else "right")
     for c, by_type in metrics["configs"].items():
@@ -203,12 +230,24 @@ def evaluate(
     if bad := [c for c in [*cfg.configs, cfg.answer_config] if c not in table]:
         raise MMRAGError(f"unknown retrieval configuration {bad[0]!r}: choose from {', '.join(table)}")
     qpath, pdf_dir = resolve_data(cfg.questions, cfg.pdfs)
-    pdfs, questions, missing = _select(load_questions(qpath), pdf_dir, cfg)
+    pdfs, questions, missing = _select(select_split(load_questions(qpath), cfg.split), pdf_dir, cfg)
+    rows = _rows(questions)
+    ms_per_query: dict[str, float] = {}
+    index_seconds: dict[str, float] = {}
+    contextual = [c for c in cfg.configs if table[c].get("contextual")]
+    if contextual and len(contextual) < len(cfg.configs):  # the contextual index's configurations first
+        t0 = time.perf_counter()
+        ctx_pipe, _ = open_index(pdfs, cfg, progress=show_table, contextual=True)
+        with ctx_pipe:
+            index_seconds["contextual"] = round(time.perf_counter() - t0, 1)
+            ms_per_query |= _run_configs(ctx_pipe, rows, {c: dict(table[c]) for c in contextual}, cfg.hits)
+            ctx_index = str(ctx_pipe.index_dir)
     t0 = time.perf_counter()
-    pipe, report = open_index(pdfs, cfg, progress=show_table)
+    pipe, report = open_index(pdfs, cfg, progress=show_table, contextual=len(contextual) == len(cfg.configs))
     with pipe:
-        index_seconds = time.perf_counter() - t0
-        skipped = {c: why for c in cfg.configs if (why := unavailable(pipe, table[c]))}
+        index_seconds["plain"] = round(time.perf_counter() - t0, 1)
+        todo = [c for c in cfg.configs if c not in ms_per_query]
+        skipped = {c: why for c in todo if (why := unavailable(pipe, table[c]))}
         chosen = {c: dict(table[c]) for c in cfg.configs if c not in skipped}
         if not chosen:
             raise MMRAGError("no configuration can run on this index: " + "; ".join(skipped.values()))
@@ -216,7 +255,7 @@ def evaluate(
             # banks drawn once into the cached index (not part of its key: they add, never change, points)
             pipe.config.ingest.hubness_bank = HUBNESS_BANK
             pipe.build_hubness_banks()
-        rows, ms_per_query = _run_configs(pipe, questions, chosen, cfg.hits)
+        ms_per_query |= _run_configs(pipe, rows, {c: chosen[c] for c in todo if c in chosen}, cfg.hits)
         answers = None
         if cfg.answers:
             answers = answer_all(pipe, rows, questions, cfg, table[cfg.answer_config], show_table)
@@ -227,6 +266,9 @@ def evaluate(
             "questions_file": str(qpath),
             "pdfs": str(pdf_dir),
             "documents": len(pdfs),
+            "split": cfg.split,
+            "split_rule": "within each question_type, sorted by financebench_id: 1st, 3rd, ... dev; "
+            "2nd, 4th, ... test",
             "questions": len(rows),
             "missing_docs_skipped": missing,
             "configs": {c: aggregate(rows, c) for c in chosen},
@@ -243,8 +285,9 @@ def evaluate(
             "fusion": pipe.config.search.fusion,
             "rrf_k": pipe.config.search.rrf_k,
             "index": str(pipe.index_dir),
+            "index_contextual": ctx_index if contextual and len(contextual) < len(cfg.configs) else None,
             "points": pipe.store.count(),
-            "index_seconds": round(index_seconds, 1),
+            "index_seconds": index_seconds,
             "index_reused": report.files_indexed == 0,
             "protocol": "page level: hits folded to (document, page), deduplicated in rank order",
         }

@@ -25,7 +25,39 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "hybrid": {},
     "dense-text+hubness": {"spaces": ["text"], "hubness": True},
     "hybrid+hubness": {"hubness": True},
+    # issue 15's components, each on top of the row before it (`contextual`: the index built with
+    # contextual chunks; `group`: pages ranked by their best points, or documents first)
+    "hybrid+routing": {"route": "filter"},
+    "hybrid+routing(boost)": {"route": "boost"},
+    "hybrid+routing+contextual": {"route": "filter", "contextual": True},
+    "hybrid+routing+contextual+pages": {"route": "filter", "contextual": True, "group": "page"},
+    "hybrid+routing+contextual+two-stage": {"route": "filter", "contextual": True, "group": "document-page"},
+    "hybrid+contextual": {"contextual": True},
+    "bm25+contextual": {"spaces": ["bm25"], "contextual": True},
+    "dense-text+contextual": {"spaces": ["text"], "contextual": True},
+    # why hybrid lost to dense: the fusion, studied on the contextual index
+    "hybrid+contextual(rrf60)": {"contextual": True, "rrf_k": 60},
+    "hybrid+contextual(dbsf)": {"contextual": True, "fusion": "dbsf"},
+    "hybrid+contextual+routing": {"contextual": True, "route": "filter"},
+    "hybrid+contextual+routing(boost)": {"contextual": True, "route": "boost"},
+    "hybrid+contextual+routing+pages": {"contextual": True, "route": "filter", "group": "page"},
+    "hybrid+contextual+routing+two-stage": {"contextual": True, "route": "filter", "group": "document-page"},
+    "dense-text+routing+contextual": {"spaces": ["text"], "route": "filter", "contextual": True},
 }
+INDEX_OPTIONS = ("contextual",)
+"""Configuration keys that choose the index (an ingest setting) rather than a search option."""
+DEFAULT_CONFIGS = (
+    "bm25",
+    "dense-text",
+    "image",
+    "hybrid",
+    "hybrid+contextual",
+    "hybrid+contextual+routing",
+    "hybrid+contextual+routing+pages",
+    "hybrid+contextual+routing+two-stage",
+)
+"""What `mmrag eval financebench` runs: the baselines, then one component at a time on top of hybrid."""
+SPLITS = ("all", "dev", "test")
 METRICS = ("recall@5", "recall@10", "mrr@10", "doc_recall@5")
 
 Page = tuple[str, int]
@@ -80,6 +112,38 @@ def aggregate(rows: Sequence[dict[str, Any]], config: str) -> dict[str, dict[str
 
 
 # -- data --------------------------------------------------------------------------------------------
+def split_of(questions: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """The fixed dev/test halves, stratified by question type: `financebench_id` -> `dev` or `test`.
+
+    The rule (stable, written down so that it never moves): within each `question_type`, sort the
+    questions by `financebench_id`; the 1st, 3rd, 5th... go to `dev`, the 2nd, 4th, 6th... to
+    `test`. A type with an odd count gives its extra question to `dev`. Records without an id are
+    keyed by their question text.
+    """
+    by_type: dict[str, list[str]] = defaultdict(list)
+    for q in questions:
+        by_type[str(q.get("question_type") or "unknown")].append(_qid(q))
+    return {
+        qid: ("dev" if i % 2 == 0 else "test")
+        for ids in by_type.values()
+        for i, qid in enumerate(sorted(ids))
+    }
+
+
+def select_split(questions: list[dict[str, Any]], split: str) -> list[dict[str, Any]]:
+    """The questions of one half (`dev`, `test`) or all of them (`all`)."""
+    if split not in SPLITS:
+        raise MMRAGError(f"unknown split {split!r}: choose from {', '.join(SPLITS)}")
+    if split == "all":
+        return questions
+    halves = split_of(questions)
+    return [q for q in questions if halves[_qid(q)] == split]
+
+
+def _qid(q: dict[str, Any]) -> str:
+    return str(q.get("financebench_id") or q["question"])
+
+
 def load_questions(path: str | Path) -> list[dict[str, Any]]:
     """FinanceBench records from a JSONL (or JSON list) file; MMRAGError naming the file and record."""
     p = Path(path)
@@ -137,11 +201,14 @@ class EvalConfig:
     """First N questions only (0: all)."""
     profile: str = "offline"
     image_model: str | None = None
-    """Override `encoders.image` (a CLIP/SigLIP id or folder lets the `image` configuration run)."""
+    """Override `encoders.image` (a CLIP/SigLIP id or folder lets the `image` configuration run;
+    `none`: no image tower, the text configurations are unchanged and indexing is faster)."""
     runs: str = "runs"
     hits: int = 50
     """Hits fetched per question before they fold into pages (the windows of a page collapse)."""
-    configs: list[str] = field(default_factory=lambda: list(CONFIGS))
+    configs: list[str] = field(default_factory=lambda: list(DEFAULT_CONFIGS))
+    split: str = "all"
+    """`dev` or `test` half (`split_of`), or `all` questions."""
     answers: bool = False
     """Also generate answers (slow) from the `answer_config` hits and from the gold pages."""
     answer_config: str = "hybrid"

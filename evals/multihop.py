@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmrag.evals import write_json, write_run
-from mmrag.evals.multihop_data import METRICS, NULL_TYPE, aggregate, load_queries, query_metrics, resolve_data
+from mmrag.evals.multihop_data import (
+    METRICS,
+    NULL_TYPE,
+    aggregate,
+    evidence_metrics,
+    load_queries,
+    query_metrics,
+    resolve_data,
+)
 from mmrag.types import MMRAGError
 
 if TYPE_CHECKING:
@@ -39,13 +47,21 @@ SWEEP: dict[str, dict[str, Any]] = {
     "hybrid": {},
     "dense+hubness": {"spaces": ["text"], "hubness": True},
     "hybrid+hubness": {"hubness": True},
-    "hybrid+filters": {"filters_from_query": True},
     "hybrid+rerank": {"rerank": "{rerank}"},
     "hybrid+rerank+adaptive-k": {"rerank": "{rerank}", "adaptive_k": True},
     "hybrid+multi-hop": {"multi_hop": True},
-    "hybrid+filters+multi-hop": {"filters_from_query": True, "multi_hop": True},
-    "hybrid+filters+multi-hop+rerank": {"filters_from_query": True, "multi_hop": True, "rerank": "{rerank}"},
+    # question-aware routing (sources and days the question names, one search per named source)
+    "hybrid+routing": {"route": "filter"},
+    "hybrid+routing(boost)": {"route": "boost"},
+    "hybrid+routing+contextual": {"route": "filter", "contextual": True},
+    "hybrid+routing+contextual+multi-hop": {"route": "filter", "contextual": True, "multi_hop": True},
+    "hybrid+routing+multi-hop": {"route": "filter", "multi_hop": True},
+    "hybrid+routing+multi-hop+rerank": {"route": "filter", "multi_hop": True, "rerank": "{rerank}"},
 }
+# `hybrid+filters` was the source/date reader that routing replaced; the name stays for old commands.
+ALIASES = {"hybrid+filters": "hybrid+routing"}
+INDEX_OPTIONS = ("contextual",)
+"""Configuration keys that choose the index (an ingest setting), not a search option."""
 # Bumped when what an index holds changes (2: `published_date` payload for query filters).
 INDEX_FORMAT = "2"
 
@@ -89,14 +105,16 @@ class EvalConfig:
     """Also write `report.html` (tables, the sweep plot, a few queries with their hits)."""
 
 
-def open_index(corpus: Path, cfg: EvalConfig) -> Pipeline:
-    """A text-only pipeline over `corpus`, cached in `runs/multihop/index-<hash>` (content + models)."""
+def open_index(corpus: Path, cfg: EvalConfig, with_context: bool = False) -> Pipeline:
+    """A text-only pipeline over `corpus`, cached in `runs/multihop/index-<hash>` (content + models);
+    `with_context`: chunks embedded with their article's title, source and date."""
     from mmrag.config import MMRAGConfig
     from mmrag.evals._index import open_cached
 
     mcfg = MMRAGConfig.load(profile=cfg.profile, env={})
     mcfg.encoders.image = None  # text corpus: no image tower to load
     mcfg.encoders.ocr = False
+    mcfg.ingest.contextual = with_context
     mcfg.search.prefetch = cfg.prefetch
     mcfg.search.rrf_k = cfg.rrf_k
     mcfg.rerank.model = cfg.rerank_model
@@ -111,15 +129,24 @@ def open_index(corpus: Path, cfg: EvalConfig) -> Pipeline:
 
 
 def options(config: str, cfg: EvalConfig) -> dict[str, Any]:
-    """`Pipeline.retrieve` options of a configuration name."""
+    """`Pipeline.retrieve` options of a configuration name (index settings left out)."""
+    config = ALIASES.get(config, config)
     if config not in SWEEP:
         raise MMRAGError(f"unknown retrieval configuration {config!r}: choose from {', '.join(SWEEP)}")
-    return {k: (cfg.rerank if v == "{rerank}" else v) for k, v in SWEEP[config].items()}
+    return {
+        k: (cfg.rerank if v == "{rerank}" else v) for k, v in SWEEP[config].items() if k not in INDEX_OPTIONS
+    }
+
+
+def contextual(config: str) -> bool:
+    """Whether a configuration reads the index built with contextual chunks."""
+    return bool(SWEEP[ALIASES.get(config, config)].get("contextual"))
 
 
 def retrieve(pipe: Pipeline, text: str, config: str, cfg: EvalConfig) -> tuple[list[str], dict[str, Any]]:
     """Ranked chunk texts (payload `text`) for one query under one configuration, and what was chosen."""
     opts = options(config, cfg)
+    info: dict[str, Any]
     if opts.pop("multi_hop", False):
         rerank = opts.pop("rerank", None)
         res = pipe.multi_hop(text, cfg.k, decomposer=cfg.decomposer, modality="text", **opts)
@@ -190,21 +217,33 @@ def print_table(metrics: dict[str, Any]) -> None:
 
 
 def _run_configs(
-    pipe: Pipeline, queries: list[dict[str, Any]], cfg: EvalConfig, seconds: dict[str, float]
+    pipe: Pipeline,
+    queries: list[dict[str, Any]],
+    cfg: EvalConfig,
+    seconds: dict[str, float],
+    configs: list[str],
+    rows: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
-    rows = []
-    for i, q in enumerate(queries):
-        facts = [e.get("fact", "") for e in q.get("evidence_list", []) if e.get("fact")]
-        row: dict[str, Any] = {"i": i, "query": q["query"], "type": q["question_type"], "facts": len(facts)}
-        for c in cfg.configs:
+    """Run `configs` on every query, adding their metrics to `rows` (created on the first call)."""
+    if not rows:
+        rows += [
+            {"i": i, "query": q["query"], "type": q["question_type"], "facts": len(_facts(q))}
+            for i, q in enumerate(queries)
+        ]
+    for q, row in zip(queries, rows, strict=True):
+        facts = _facts(q)
+        for c in configs:
             t0 = time.perf_counter()
             texts, info = retrieve(pipe, q["query"], c, cfg)
             seconds[c] = seconds.get(c, 0.0) + time.perf_counter() - t0
-            row[c] = query_metrics(texts, facts)
+            row[c] = query_metrics(texts, facts) | evidence_metrics(texts, facts)
             if info:
                 row[f"{c}:info"] = info
-        rows.append(row)
     return rows
+
+
+def _facts(q: dict[str, Any]) -> list[str]:
+    return [e.get("fact", "") for e in q.get("evidence_list", []) if e.get("fact")]
 
 
 def _answers(pipe: Pipeline, queries: list[dict[str, Any]], cfg: EvalConfig) -> dict[str, Any]:
@@ -259,7 +298,7 @@ def evaluate(
     cfg: EvalConfig, bench_file: str | Path | None = None, show_table: bool = True
 ) -> dict[str, Any]:
     """Run every configuration over the split; return the metrics, write the run folder and `bench_file`."""
-    bad = [c for c in cfg.configs if c not in SWEEP]
+    bad = [c for c in cfg.configs if ALIASES.get(c, c) not in SWEEP]
     if bad:
         raise MMRAGError(f"unknown retrieval configuration {bad[0]!r}: choose from {', '.join(SWEEP)}")
     qpath, cpath, label = resolve_data(cfg.split, cfg.queries, cfg.corpus)
@@ -268,13 +307,24 @@ def evaluate(
         queries = queries[: cfg.limit]
     # official rule: null queries have no evidence and are skipped for retrieval
     scored = [q for q in queries if q["question_type"] != NULL_TYPE and q.get("evidence_list")]
+    rows: list[dict[str, Any]] = []
+    per_config: dict[str, float] = {}
+    index_seconds = search_seconds = 0.0
+    later = [c for c in cfg.configs if contextual(c)]
+    if later and len(later) < len(cfg.configs):  # the contextual index's configurations first
+        t0 = time.perf_counter()
+        with open_index(cpath, cfg, with_context=True) as pipe:
+            index_seconds += time.perf_counter() - t0
+            t1 = time.perf_counter()
+            _run_configs(pipe, scored, cfg, per_config, later, rows)
+            search_seconds += time.perf_counter() - t1
     t0 = time.perf_counter()
-    with open_index(cpath, cfg) as pipe:
-        index_seconds = time.perf_counter() - t0
+    with open_index(cpath, cfg, with_context=len(later) == len(cfg.configs)) as pipe:
+        index_seconds += time.perf_counter() - t0
         t1 = time.perf_counter()
-        per_config: dict[str, float] = {}
-        rows = _run_configs(pipe, scored, cfg, per_config)
-        search_seconds = time.perf_counter() - t1
+        rest = [c for c in cfg.configs if c not in later or len(later) == len(cfg.configs)]
+        _run_configs(pipe, scored, cfg, per_config, rest, rows)
+        search_seconds += time.perf_counter() - t1
         models = {"text": pipe.config.encoders.text, "bm25": "mmrag bm25 (sparse, IDF in Qdrant)"}
         answers = _answers(pipe, queries, cfg) if cfg.answers else None
         examples = _examples(pipe, scored[:6], cfg) if cfg.report else []

@@ -16,7 +16,10 @@ from typing import Any
 from mmrag.types import MMRAGError
 
 NULL_TYPE = "null_query"
-METRICS = ("hits@10", "hits@4", "map@10", "mrr@10")
+OFFICIAL = ("hits@10", "hits@4", "map@10", "mrr@10")
+EVIDENCE = ("recall@4", "recall@10", "complete@10")
+"""Multi-evidence metrics: a multi-hop answer needs every gold fact, not any one of them."""
+METRICS = OFFICIAL + EVIDENCE
 EVIDENCE_LABEL = "MultiHop-RAG-500 (evidence articles)"
 
 
@@ -54,6 +57,24 @@ def query_metrics(retrieved: Sequence[str], facts: Sequence[str]) -> dict[str, f
     }
 
 
+def evidence_metrics(retrieved: Sequence[str], facts: Sequence[str]) -> dict[str, float]:
+    """Recall@4 and Recall@10 (share of the distinct gold facts found in the top k, by the official
+    substring rule) and Complete@10 (1 when every gold fact is in the top 10)."""
+    gold = list(dict.fromkeys(normalise(f) for f in facts))
+    texts = [normalise(t) for t in retrieved[:10]]
+
+    def found(k: int) -> int:
+        return sum(any(g in t for t in texts[:k]) for g in gold)
+
+    if not gold:
+        return {"recall@4": 0.0, "recall@10": 0.0, "complete@10": 0.0}
+    return {
+        "recall@4": found(4) / len(gold),
+        "recall@10": found(10) / len(gold),
+        "complete@10": float(found(10) == len(gold)),
+    }
+
+
 def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Mean of each metric over `rows` (each `{"type", "metrics"}`), overall (`all`) and per type."""
     groups: dict[str, list[dict[str, float]]] = defaultdict(list)
@@ -61,7 +82,7 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
         groups["all"].append(r["metrics"])
         groups[r["type"]].append(r["metrics"])
     return {
-        t: {m: round(sum(x[m] for x in ms) / len(ms), 4) for m in METRICS} | {"n": len(ms)}
+        t: {m: round(sum(x[m] for x in ms) / len(ms), 4) for m in METRICS if m in ms[0]} | {"n": len(ms)}
         for t, ms in sorted(groups.items())
     }
 

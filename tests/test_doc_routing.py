@@ -201,3 +201,16 @@ def test_sidecar_overrides_and_routing_through_the_pipeline(filings: Path) -> No
         keys = [(h.path, h.page) for h in pages.hits]
         assert len(keys) == len(set(keys))  # each page once
         assert p.retrieve("Who won the 1998 World Cup?", k=2, route="filter").filters == {}
+
+
+def test_evidence_recall_and_completeness_by_hand() -> None:
+    from mmrag.evals.multihop_data import evidence_metrics
+
+    a, b, c = "Epic sued Google.", "Apple paid Google.", "FTX went to trial."
+    ranked = ["noise", a, "noise", "noise", "noise", b + " more", *["noise"] * 6, c]  # c at rank 13
+    m = evidence_metrics(ranked, [a, b, c, a])  # a repeated gold fact counts once
+    # top 4 holds a (1 of 3); top 10 holds a and b (2 of 3); c is past rank 10: not complete
+    assert m == {"recall@4": pytest.approx(1 / 3), "recall@10": pytest.approx(2 / 3), "complete@10": 0.0}
+    both = evidence_metrics(["x", "Epic  sued\nGoogle. Apple paid Google."], [a, b])  # official spacing rule
+    assert both == {"recall@4": 1.0, "recall@10": 1.0, "complete@10": 1.0}
+    assert evidence_metrics(["x"], []) == {"recall@4": 0.0, "recall@10": 0.0, "complete@10": 0.0}

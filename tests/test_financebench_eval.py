@@ -11,12 +11,15 @@ from typer.testing import CliRunner
 from mmrag.cli import app
 from mmrag.evals.financebench_answers import is_correct, numbers_match, parse_numbers, reference_number
 from mmrag.evals.financebench_data import (
+    DEFAULT_CONFIGS,
     aggregate,
     evidence_pages,
     load_questions,
     page_metrics,
     ranked_pages,
     resolve_data,
+    select_split,
+    split_of,
 )
 from mmrag.types import Hit, MMRAGError
 
@@ -138,6 +141,35 @@ def test_load_questions_rejects_a_bad_record_and_names_the_file(tmp_path: Path) 
         resolve_data(str(tmp_path / "missing.jsonl"), str(tmp_path))
 
 
+def test_split_halves_are_fixed_and_stratified() -> None:
+    qs = [{"financebench_id": f"id_{i:02d}", "question_type": "t" if i < 5 else "u"} for i in range(9)]
+    halves = split_of(list(reversed(qs)))  # order of the file does not matter: sorted by id per type
+    assert [halves[f"id_{i:02d}"] for i in range(9)] == ["dev", "test", "dev", "test", "dev"] + [
+        "dev",
+        "test",
+        "dev",
+        "test",
+    ]
+    dev, test = select_split(qs, "dev"), select_split(qs, "test")
+    assert (
+        len(dev) == 5
+        and len(test) == 4
+        and not {q["financebench_id"] for q in dev} & {q["financebench_id"] for q in test}
+    )
+    assert select_split(qs, "all") == qs
+    with pytest.raises(MMRAGError, match="unknown split"):
+        select_split(qs, "train")
+
+
+def test_shared_questions_split_in_two_halves(shared_data: Path) -> None:
+    qs = load_questions(shared_data / "docs" / "financebench" / "questions.jsonl")
+    dev, test = select_split(qs, "dev"), select_split(qs, "test")
+    assert len(dev) + len(test) == len(qs) and abs(len(dev) - len(test)) <= 3
+    for t in {q["question_type"] for q in qs}:
+        n_dev = sum(q["question_type"] == t for q in dev)
+        assert abs(n_dev - sum(q["question_type"] == t for q in test)) <= 1
+
+
 def test_cli_names_missing_data(tmp_path: Path) -> None:
     r = CliRunner().invoke(app, ["eval", "financebench", "--questions", str(tmp_path / "nope.jsonl")])
     assert r.exit_code != 0
@@ -170,7 +202,8 @@ def test_real_run_on_three_filings(shared_data: Path, tmp_path: Path) -> None:
     out = json.loads(r.stdout)
     assert out["questions"] == len(expected) and out["documents"] == 3
     # EfficientNet has no text side: the image configuration is reported as skipped, not scored
-    assert set(out["configs"]) == {"bm25", "dense-text", "hybrid", "dense-text+hubness", "hybrid+hubness"}
+    assert set(out["configs"]) == set(DEFAULT_CONFIGS) - {"image"}
+    assert out["split"] == "all" and out["index_contextual"] != out["index"]
     assert "no text side" in out["skipped"]["image"]
     run = Path(out["run"])
     rows = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
@@ -191,4 +224,5 @@ def test_real_run_on_three_filings(shared_data: Path, tmp_path: Path) -> None:
     assert (run / "sweep.png").stat().st_size > 0
     # a second run reuses the cached index
     again = json.loads(CliRunner().invoke(app, args).stdout)
-    assert again["index"] == out["index"] and len(list((runs / "financebench").glob("index-*"))) == 1
+    # (two indexes: plain, and with contextual chunks for the `+contextual` rows)
+    assert again["index"] == out["index"] and len(list((runs / "financebench").glob("index-*"))) == 2

@@ -180,6 +180,7 @@ def eval_financebench(
     doc: DocOpt = None,
     limit: LimitOpt = 0,
     configs: ConfigsOpt = None,
+    split: SplitOpt = "all",
     profile: ProfileOpt = "offline",
     image_model: ImageModelOpt = None,
     answers: AnswersOpt = False,
@@ -187,8 +188,14 @@ def eval_financebench(
     bench: BenchOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Page-level retrieval on FinanceBench: BM25, dense text, page images and hybrid side by side."""
-    from mmrag.evals.financebench import CONFIGS, EvalConfig, evaluate
+    """Page-level retrieval on FinanceBench: BM25, dense text, page images and hybrid, then one row per
+    component on top of hybrid (contextual chunks, routing, page ranking, two-stage).
+
+    `--split dev` or `test` asks one fixed half of the questions (stratified by question type), `all`
+    every question. `--image-model none` skips the image tower (no text question reaches it offline).
+    """
+    from mmrag.evals.financebench import evaluate
+    from mmrag.evals.financebench_data import DEFAULT_CONFIGS, EvalConfig
 
     cfg = EvalConfig(
         questions=str(Path(questions).expanduser()) if questions else None,
@@ -198,11 +205,13 @@ def eval_financebench(
         profile=profile or "offline",
         image_model=image_model,
         runs=str(runs),
-        configs=list(configs) if configs else list(CONFIGS),
+        configs=list(configs) if configs else list(DEFAULT_CONFIGS),
+        split=split,
         answers=answers,
     )
     subset = limit or doc or questions or pdfs
-    bench_file = bench or (Path("bench") / "results" / "financebench.json" if not subset else None)
+    name = "financebench.json" if split == "all" else f"financebench_{split}.json"
+    bench_file = bench or (Path("bench") / "results" / name if not subset else None)
     metrics = evaluate(cfg, bench_file=bench_file, show_table=not json_out)
     _show(metrics, json_out)
 
