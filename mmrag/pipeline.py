@@ -8,31 +8,23 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from mmrag.config import MMRAGConfig
 from mmrag.encoders.embedders import Embedders
-from mmrag.index.folder import (
-    SCHEMA_VERSION,
-    FileTable,
-    IndexLock,
-    build_manifest,
-    check_backend,
-    check_encoders,
-    read_manifest,
-    write_json_atomic,
-)
+from mmrag.index.opening import IndexFolder, config_from_manifest
+from mmrag.ingest.images import open_image
 from mmrag.retrieve.query import Query, make_filter
-from mmrag.types import MODALITIES, Hit, IndexReport, MMRAGError
+from mmrag.types import Hit, IndexReport, MMRAGError
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from mmrag.answer.ask import Answer
     from mmrag.answer.video.clips import VideoAnswer
+    from mmrag.index.folder import FileTable
     from mmrag.retrieve.hubness import HubnessBanks
     from mmrag.retrieve.hybrid import Retrieval
     from mmrag.retrieve.multihop import HopResult
@@ -52,10 +44,8 @@ class Pipeline:
         self.config = config
         self.index_dir = Path(config.index).expanduser().resolve()
         self.embedders = Embedders(config.encoders)
-        self._store: Store | None = None
-        self._files: FileTable | None = None
-        self._lock: IndexLock | None = None
-        self._manifest: dict[str, Any] | None = None
+        self.folder = IndexFolder(self.index_dir, config, self.embedders)
+        """The index folder: manifest, file table, store and lock (`mmrag.index.opening`)."""
         self._banks: HubnessBanks | Literal[False] | None = None
         self._router: Router | None = None
 
@@ -87,86 +77,28 @@ class Pipeline:
                 profile=profile, config_file=config_file, index=str(index) if index else None, **overrides
             )
         p = cls(config)
-        manifest = read_manifest(p.index_dir)
-        if manifest is not None:
-            check_encoders(p.index_dir, manifest.get("encoders", {}), p._wanted_encoders())
-            check_backend(p.index_dir, manifest, config.store.url)
-            p._manifest = manifest
+        p.folder.check()
         return p
 
     @classmethod
     def load(cls, index: str | Path, **overrides: Any) -> Pipeline:
         """Reopen an index with the config recorded in its manifest (search-time overrides allowed)."""
-        index_dir = Path(index).expanduser().resolve()
-        manifest = read_manifest(index_dir)
-        if manifest is None:
-            raise MMRAGError(f"{index_dir}: no index here (no manifest.json); build one with mmrag index")
-        cfg = MMRAGConfig.load(profile=manifest.get("profile", "default"), env={})
-        recorded = manifest.get("config", {})
-        for section in ("encoders", "store", "ingest", "search", "rerank", "generate"):
-            for k, v in recorded.get(section, {}).items():
-                if hasattr(getattr(cfg, section), k):
-                    setattr(getattr(cfg, section), k, v)
-        cfg.index = str(index_dir)
-        env_cfg = MMRAGConfig.load(profile=cfg.profile, index=str(index_dir))
-        cfg.store.api_key = env_cfg.store.api_key  # secrets come from the environment, never the manifest
-        for key, value in overrides.items():
-            if value is not None:
-                section, _, name = key.rpartition(".")
-                setattr(getattr(cfg, section) if section else cfg, name, value)
-        return cls.from_config(cfg)
-
-    def _wanted_encoders(self) -> dict[str, Any]:
-        enc = self.config.encoders
-        return {k: {"id": v} for k, v in (("image", enc.image), ("text", enc.text)) if v}
+        return cls.from_config(config_from_manifest(Path(index).expanduser().resolve(), overrides))
 
     # -- resources ----------------------------------------------------------------------------------
     @property
     def store(self) -> Store:
-        if self._store is None:
-            from mmrag.store import open_store
-            from mmrag.store.base import StoreSchema
-            from mmrag.store.server import ServerOptions
-
-            self.index_dir.mkdir(parents=True, exist_ok=True)
-            if self.config.store.url is None:
-                self._lock = IndexLock(self.index_dir)
-                self._lock.acquire()
-            st = self.config.store
-            recorded = (self._manifest or {}).get("store", {}).get("dense")
-            if recorded:
-                # An existing index: its dims are known without loading the encoders.
-                schema = StoreSchema(dict(recorded), st.hnsw_m, st.hnsw_ef_construct, st.on_disk)
-            else:
-                schema = self.embedders.schema(st.hnsw_m, st.hnsw_ef_construct, st.on_disk)
-            self._store = open_store(
-                self.index_dir,
-                schema,
-                url=self.config.store.url,
-                collection=self.config.store.collection,
-                api_key=self.config.store.api_key,
-                options=ServerOptions.from_config(st),
-            )
-        return self._store
+        """The index's store (opened on first use; an embedded store locks the folder)."""
+        return self.folder.store
 
     @property
     def files(self) -> FileTable:
-        if self._files is None:
-            self.index_dir.mkdir(parents=True, exist_ok=True)
-            self._files = FileTable(self.index_dir / "files.sqlite")
-        return self._files
+        """The index's file table: which files are indexed, by content hash."""
+        return self.folder.files
 
     def close(self) -> None:
         """Flush and release the store, the file table and the lock."""
-        if self._store is not None:
-            self._store.close()
-            self._store = None
-        if self._files is not None:
-            self._files.close()
-            self._files = None
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+        self.folder.close()
 
     def __enter__(self) -> Pipeline:
         return self
@@ -190,19 +122,9 @@ class Pipeline:
             progress: Show a progress bar on stderr.
             strict: Stop at the first bad file instead of reporting it and going on.
         """
-        from mmrag.index.indexer import Indexer
+        from mmrag.index.indexer import Indexer, index_readers
 
-        ocr = None
-        if self.config.encoders.ocr or self.config.ingest.video_ocr:
-            from mmrag.encoders.ocr import Ocr
-
-            ocr = Ocr()
-        caption_fn = None
-        if self.config.ingest.caption:
-            from mmrag.generate.loader import load_generator
-            from mmrag.index.captions import vlm_caption_fn
-
-            caption_fn = vlm_caption_fn(load_generator(self.config.generate))
+        ocr, caption_fn = index_readers(self.config)
         store = self.store
         self.save()  # the manifest exists before the first point: an interrupted index is still openable
         report = Indexer(self.config, store, self.files, self.embedders, ocr=ocr, caption_fn=caption_fn).run(
@@ -215,11 +137,7 @@ class Pipeline:
         if self.config.ingest.hubness_bank:
             from mmrag.retrieve.hubness import HubnessBanks
 
-            # Rebuilding costs two scrolls over the store: only when the banks are missing, were
-            # drawn at another size, or more than 10% of the points changed since.
-            banks = HubnessBanks.load(self.index_dir)
-            size = self.config.ingest.hubness_bank
-            if banks is None or banks.size != size or banks.stale(store.count()):
+            if HubnessBanks.need_building(self.index_dir, self.config.ingest.hubness_bank, store.count()):
                 self.build_hubness_banks()
         self.save()
         return report
@@ -289,7 +207,7 @@ class Pipeline:
 
         if not query and image is None:
             raise MMRAGError("nothing to search: give a text query or an image")
-        img = _open_query_image(image) if image is not None else None
+        img = open_image(image) if image is not None else None
         flt = make_filter(
             modality, path, pages, time, known_paths=(r.path for r in self.files.all()) if path else ()
         )
@@ -383,8 +301,6 @@ class Pipeline:
         Returns:
             `Answer` with `text`, `sources` (labels, scores, locators), `cited` and `timings`.
         """
-        from mmrag.answer.ask import answer
-
         if video is not None or choices:
             from mmrag.answer.video.answer import answer_video
             from mmrag.generate.loader import load_generator
@@ -401,29 +317,24 @@ class Pipeline:
                 on_token=on_token,
                 prompt_dir=str(prompt_dir) if prompt_dir else None,
             )
-        query_images = [_open_query_image(im) for im in images or []]
-        t0 = time.perf_counter()
-        # With query images, what looks like them comes first (a question about a picture is mostly
-        # generic text: "what is this?"), then what the question's text finds.
-        hits: list[Hit] = []
-        for img in query_images:
-            hits += self.search(image=img, k=k, modality=modality, path=path)
-        found: HopResult | Retrieval  # its timings hold the rerank time that `answer` reports apart
-        if multi_hop:
-            found = self.multi_hop(question, k, mode=multi_hop, modality=modality, path=path, **options)
-        else:
-            found = self.retrieve(question, k=k, modality=modality, path=path, **options)
-        hits = _first_occurrences(hits + found.hits)
-        t_retrieve = time.perf_counter() - t0
-        return answer(
+        from mmrag.answer.question import Found, answer_question
+
+        def retrieve(q: str) -> Found:
+            if multi_hop:
+                return self.multi_hop(q, k, mode=multi_hop, modality=modality, path=path, **options)
+            return self.retrieve(q, k=k, modality=modality, path=path, **options)
+
+        def search_image(img: Image.Image) -> list[Hit]:
+            return self.search(image=img, k=k, modality=modality, path=path)
+
+        return answer_question(
             question,
-            hits,
+            retrieve,
+            search_image,
             self.config.generate,
-            query_images,
+            images or (),
             on_token=on_token,
             prompt_dir=prompt_dir,
-            t_retrieve=t_retrieve,
-            t_rerank=found.timings.get("rerank", 0.0),
         )
 
     def multi_hop(self, question: str, k: int, mode: str = "decompose", **options: Any) -> HopResult:
@@ -456,7 +367,7 @@ class Pipeline:
         from mmrag.generate.loader import load_generator
 
         gen = load_generator(self.config.generate)
-        imgs = [_open_query_image(im) for im in images]
+        imgs = [open_image(im) for im in images]
         return gen.generate(prompt, imgs, max_new_tokens=self.config.generate.max_new_tokens, stream=stream)
 
     def info(self, generator_memory: bool = False) -> dict[str, Any]:
@@ -467,56 +378,11 @@ class Pipeline:
                 otherwise `generator.memory_bytes` is given only when it is already loaded.
         """
         from mmrag.generate.loader import generator_info
-        from mmrag.store.base import SearchFilter
 
-        manifest = read_manifest(self.index_dir) or {}
-        counts = {
-            m: self.store.count(SearchFilter(modalities=[m])) for m in MODALITIES
-        }
-        files = self.files.all()
-        store_dir = self.index_dir / "store"
-        # Blocks, not apparent sizes: the engine's files are sparse (242 MB apparent for 456 KB used).
-        disk = (
-            sum(f.stat().st_blocks * 512 for f in store_dir.rglob("*") if f.is_file())
-            if store_dir.exists()
-            else 0
-        )
-        return {
-            "index": str(self.index_dir),
-            "profile": self.config.profile,
-            "schema_version": manifest.get("schema_version", SCHEMA_VERSION),
-            "encoders": manifest.get("encoders", {}),
-            "store": {**manifest.get("store", {}), "points": self.store.count(), "disk_bytes": disk},
-            "points_by_modality": counts,
-            "files": len(files),
-            "updated_at": manifest.get("updated_at"),
-            "generator": generator_info(self.config.generate, load=generator_memory),
+        return self.folder.describe() | {
+            "generator": generator_info(self.config.generate, load=generator_memory)
         }
 
     def save(self) -> None:
         """Write the manifest (atomically) and flush the store."""
-        old = self._manifest or read_manifest(self.index_dir) or {}
-        manifest = build_manifest(self.config, self.embedders.describe(), old)
-        if self._store is not None:
-            self._store.flush()
-        write_json_atomic(self.index_dir / "manifest.json", manifest)
-        self._manifest = manifest
-
-
-def _first_occurrences(hits: list[Hit]) -> list[Hit]:
-    """Drop repeated points, keeping each one where it first appears."""
-    seen: set[str] = set()
-    out = []
-    for h in hits:
-        if h.id not in seen:
-            seen.add(h.id)
-            out.append(h)
-    return out
-
-
-def _open_query_image(image: str | Path | Image.Image) -> Image.Image:
-    if not isinstance(image, str | Path):
-        return image
-    from mmrag.ingest.images import load_image
-
-    return load_image(Path(image))
+        self.folder.save()

@@ -189,6 +189,25 @@ def _speech_status() -> Callable[[], str]:
     return status
 
 
+def index_readers(
+    cfg: MMRAGConfig,
+) -> tuple[Callable[[Image.Image], str] | None, Callable[[list[Image.Image]], list[str]] | None]:
+    """The OCR and the captioner the readers use, as `cfg` asks (`encoders.ocr`/`ingest.video_ocr`,
+    `ingest.caption`); None for each one not asked for. The captioner loads the configured generator."""
+    ocr = None
+    if cfg.encoders.ocr or cfg.ingest.video_ocr:
+        from mmrag.encoders.ocr import Ocr
+
+        ocr = Ocr()
+    caption_fn = None
+    if cfg.ingest.caption:
+        from mmrag.generate.loader import load_generator
+        from mmrag.index.captions import vlm_caption_fn
+
+        caption_fn = vlm_caption_fn(load_generator(cfg.generate))
+    return ocr, caption_fn
+
+
 def _groups(it: Iterator[Chunk], n: int) -> Iterator[list[Chunk]]:
     group: list[Chunk] = []
     for c in it:
@@ -198,4 +217,3 @@ def _groups(it: Iterator[Chunk], n: int) -> Iterator[list[Chunk]]:
             group = []
     if group:
         yield group
-

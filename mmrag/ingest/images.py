@@ -47,6 +47,13 @@ def load_image(path: Path, max_pixels: int | None = None, max_side: int | None =
     return _load(path, max_pixels, max_side)[0]
 
 
+def open_image(image: str | Path | Image.Image) -> Image.Image:
+    """A query image: a PIL image as given, or a path opened with `load_image`."""
+    if not isinstance(image, str | Path):
+        return image
+    return load_image(Path(image))
+
+
 def _load(path: Path, max_pixels: int, max_side: int | None) -> tuple[Image.Image, tuple[int, int]]:
     """`load_image`, plus the full upright size (width, height) before any shrinking."""
     from PIL import Image, ImageOps, UnidentifiedImageError

@@ -199,6 +199,15 @@ class HubnessBanks:
                 out += beta * s - log_z
         return out
 
+    @classmethod
+    def need_building(cls, index_dir: str | Path, size: int, store_points: int) -> bool:
+        """Whether an index's banks must be (re)built: missing, drawn at another `size`, or `stale`.
+
+        Rebuilding costs two scrolls over the store, so it is done only then.
+        """
+        banks = cls.load(index_dir)
+        return banks is None or banks.size != size or banks.stale(store_points)
+
     def stale(self, store_points: int, tolerance: float = 0.1) -> bool:
         """Whether the store grew or shrank by more than `tolerance` since the banks were built."""
         return abs(store_points - self.store_points) > tolerance * max(self.store_points, 1)
