@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common import write_result
 from generate import (
     LLM_SHAPES,
     ROOT,
@@ -397,12 +398,7 @@ def main() -> None:
     run["total_s"] = round(time.perf_counter() - t0, 1)
     result["machine"] = run["machine"]
     result["runs"] = [*result.get("runs", []), run]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    try:
-        plot(result, args.out.with_suffix(".png"))
-    except ImportError:
-        print("matplotlib missing: no plot (pip install matplotlib)", file=sys.stderr)
+    write_result(result, args.out, plot)
     report(result)
     print(f"\nwrote {args.out} ({run['total_s']} s)")
 

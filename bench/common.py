@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import sys
@@ -39,10 +38,17 @@ def machine(device: str | None = None, libs: Sequence[str] = ()) -> dict[str, An
     return info
 
 
+def write_json(result: dict[str, Any], out: Path) -> None:
+    """`result` as JSON at `out`, with no absolute path of this machine in it: paths become relative
+    to the checkout, `../shared/data/...`, `~/...` or `$TMPDIR/...` (`mmrag.evals.portable_paths`)."""
+    from mmrag.evals import write_json as write
+
+    write(out, result)
+
+
 def write_result(result: dict[str, Any], out: Path, plot: Callable[[dict[str, Any], Path], None]) -> None:
-    """`result` as JSON at `out`, and its plot beside it (`.png`)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    """`result` as JSON at `out` (`write_json`), and its plot beside it (`.png`)."""
+    write_json(result, out)
     try:
         plot(result, out.with_suffix(".png"))
     except ImportError:

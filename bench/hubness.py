@@ -32,6 +32,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common import write_json  # noqa: E402  (bench/ is on the path: this script's folder)
+
 from mmrag.retrieve.banks import build_banks  # noqa: E402  (after the path set-up, like bench/generate.py)
 from mmrag.retrieve.hubness import (  # noqa: E402
     BETA_GALLERY,
@@ -299,8 +301,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "hubness_dev.json"))
     args = ap.parse_args()
     result = run(args)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_json(result, Path(args.out))
     b, top = result["plain_dense"], result["best_on_dev"]
     print(f"plain dense: {b['metrics']}  skew {b['skewness@10']}")
     print(

@@ -121,7 +121,9 @@ def evaluate(
     from rich.progress import Progress
 
     from mmrag.generate.bridge import BridgeModel
+    from mmrag.generate.loader import require_generator
 
+    require_generator(cfg.generator)  # an untrained bridge: one line saying what to run, before any work
     shared = cfg.shared or (str(shared_easy_vqa()) if shared_easy_vqa().is_dir() else None)
     root = easy_vqa_root("test", shared)
     pairs = easy_vqa_pairs("test", shared)

@@ -7,6 +7,14 @@ import importlib
 from typing import Any
 
 from mmrag.encoders.base import ImageEncoder, ImageFeatures, TextEncoder, l2_normalize
+from mmrag.generate.missing import (
+    hub_error,
+    hub_offline,
+    in_hub_cache,
+    load_error,
+    package_missing,
+    require_hub_model,
+)
 from mmrag.registry import ModelDescription, get_model
 from mmrag.types import MMRAGError
 
@@ -51,11 +59,12 @@ def describe(model_id: str, role: str) -> ModelDescription:
         return desc
     from transformers import AutoConfig
 
+    require_hub_model(model_id)
     try:
         cfg = AutoConfig.from_pretrained(model_id, trust_remote_code=False)
     except (OSError, ValueError) as e:
-        raise MMRAGError(
-            f"{model_id}: not in the registry (mmrag models ls) and its config cannot be loaded: {e}"
+        raise load_error(
+            model_id, e, "not in the registry (mmrag models ls) and its config cannot be loaded"
         ) from e
     model_type = getattr(cfg, "model_type", "")
     if model_type in ("clip", "siglip") or _is_dual(cfg):
@@ -109,15 +118,32 @@ def _family_module(desc: ModelDescription) -> Any:
     return importlib.import_module(f"mmrag.encoders.{name}")
 
 
+def _load(desc: ModelDescription, **kw: Any) -> Any:
+    """Load `desc` with its family's module; a model missing here fails in one line saying what to run
+    (`mmrag.generate.missing`): the pip package that ships it, or the hub download."""
+    if not desc.available():
+        if desc.package and (desc.source == "package" or (hub_offline() and not in_hub_cache(desc.id))):
+            raise package_missing(desc.package, desc.id)
+        if desc.source == "hub":
+            require_hub_model(desc.id)
+    try:
+        return _family_module(desc).load(desc, **kw)
+    except MMRAGError as e:
+        better = hub_error(desc.id, e)
+        if better is None:
+            raise
+        raise better from e
+
+
 def load_image_encoder(model_id: str, device: str = "auto", dtype: str = "auto", **kw: Any) -> ImageEncoder:
     """Load an image encoder (CLIP, SigLIP, any dual encoder, EfficientNet-Lite0)."""
     desc = describe(model_id, "image")
-    enc = _family_module(desc).load(desc, device=device, dtype=dtype, **kw)
+    enc = _load(desc, device=device, dtype=dtype, **kw)
     return enc
 
 
 def load_text_encoder(model_id: str, device: str = "auto", dtype: str = "auto", **kw: Any) -> TextEncoder:
     """Load a text embedder (sentence-transformers or plain transformers with mean pooling)."""
     desc = describe(model_id, "text")
-    enc = _family_module(desc).load(desc, device=device, dtype=dtype, **kw)
+    enc = _load(desc, device=device, dtype=dtype, **kw)
     return enc

