@@ -217,7 +217,7 @@ def evaluate(
         "queries_file": str(qpath),
         "queries": len(queries),
         "model": gen.model,
-        "config": cfg.config,
+        "config": config,
         "k": cfg.k,
         "context_chars": cfg.context_chars,
         "max_new_tokens": cfg.max_new_tokens,

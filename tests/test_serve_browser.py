@@ -171,3 +171,54 @@ def test_server_text_is_never_parsed_as_html(page: Any) -> None:
     assert "<img" not in html and "<b>" not in html and "&lt;img" in html
     assert "<mark>whisking</mark>" in html
     assert 'href="#src-1"' in html and 'href="#src-2"' in html and "#src-9" not in html
+
+
+PEPSICO = ROOT.parent / "shared" / "data" / "docs" / "financebench" / "pdfs" / "PEPSICO_2023Q1_EARNINGS.pdf"
+PEPSICO_QUESTION = "What was PepsiCo's organic revenue growth in the first quarter of 2023?"
+
+
+@pytest.fixture(scope="module")
+def pepsico_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not PEPSICO.is_file():
+        pytest.skip(f"{PEPSICO} not found: the FinanceBench PDFs live in ../shared/data (see its README)")
+    from mmrag import Pipeline
+
+    idx = tmp_path_factory.mktemp("pepsico") / "idx"
+    with Pipeline.from_config(profile="offline", index=idx, **{"encoders.ocr": False}) as p:
+        assert p.index([PEPSICO]).files_indexed == 1
+    with serving(create_app(idx, k=5)) as url:  # the default answer length: a loop would fill it
+        yield url
+
+
+@pytest.mark.data
+def test_pepsico_question_gets_one_cited_answer(pepsico_url: str) -> None:
+    """Issue 17's question: once ten copies of one sentence and no label; now one answer citing its page."""
+    from mmrag.answer.cite import sentences
+    from mmrag.generate.stopping import has_repetition
+
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.set_default_timeout(30_000)
+        page.goto(pepsico_url + "/")
+        poll(page, "() => document.querySelector('#index-info').textContent.includes('files')")
+        page.fill("#question", PEPSICO_QUESTION)
+        page.click("#ask")
+        poll(page, "() => document.querySelector('#answer').dataset.state !== 'streaming'", timeout=900)
+        answer = page.locator("#answer")
+        assert answer.get_attribute("data-state") == "done", page.locator("#status").inner_text()
+        text = answer.inner_text().strip()
+        assert text and not has_repetition(text) and len(sentences(text)) <= 3, text
+        links = page.locator("#answer a.cite")
+        assert links.count() >= 1, text
+        target = links.first.get_attribute("href")
+        assert target is not None and target.startswith("#src-")
+        source = page.locator(f"li.source{target}")
+        assert source.count() == 1 and "PEPSICO_2023Q1_EARNINGS.pdf" in source.inner_text()
+        assert page.locator("#answer .cite-invalid").count() == 0
+        links.first.click()
+        assert page.evaluate("() => location.hash") == target
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOT.with_name("serve_pepsico.png")), full_page=True)
+        print(f"answer: {text!r}")
+        browser.close()

@@ -27,6 +27,7 @@ from mmrag.cli.options import (
     QueryFiltersOpt,
     RerankOpt,
     RouteOpt,
+    StopRepeatOpt,
     TopKOpt,
     VideoOpt,
     retrieval_options,
@@ -43,6 +44,7 @@ def ask(
     generator: GeneratorOpt = None,
     quant: QuantOpt = None,
     max_new_tokens: MaxNewTokensOpt = None,
+    stop_on_repetition: StopRepeatOpt = None,
     video: VideoOpt = None,
     choice: ChoiceOpt = None,
     multi_hop: MultiHopOpt = False,
@@ -69,6 +71,7 @@ def ask(
         "generate.model": generator,
         "generate.quantize": quant,
         "generate.max_new_tokens": max_new_tokens,
+        "generate.stop_on_repetition": stop_on_repetition,
     }
     if video is not None or choice:
         _ask_video(question, index, qdrant_url, overrides, video, choice or None, k, json_out)

@@ -249,6 +249,14 @@ QuantOpt = Annotated[
 MaxNewTokensOpt = Annotated[
     int | None, _opt("--max-new-tokens", text="Upper bound on generated tokens.", panel="Model")
 ]
+StopRepeatOpt = Annotated[
+    bool | None,
+    _opt(
+        "--stop-on-repetition/--no-stop-on-repetition",
+        text="End an answer at a repeated sentence or 8-word run (default: on).",
+        panel="Model",
+    ),
+]
 DeviceOpt = Annotated[str, _opt("--device", text="auto, cpu, cuda, ...", panel="Model")]
 PromptsOpt = Annotated[
     Path | None,

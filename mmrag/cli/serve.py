@@ -14,6 +14,7 @@ from mmrag.cli.options import (
     PreloadOpt,
     QdrantUrlOpt,
     QuantOpt,
+    StopRepeatOpt,
     TopKOpt,
 )
 
@@ -29,6 +30,7 @@ def serve(
     generator: GeneratorOpt = None,
     quant: QuantOpt = None,
     max_new_tokens: MaxNewTokensOpt = None,
+    stop_on_repetition: StopRepeatOpt = None,
     preload: PreloadOpt = True,
     qdrant_url: QdrantUrlOpt = None,
 ) -> None:
@@ -53,6 +55,7 @@ def serve(
         "generate.model": generator,
         "generate.quantize": quant,
         "generate.max_new_tokens": max_new_tokens,
+        "generate.stop_on_repetition": stop_on_repetition,
         "store.url": qdrant_url,
     }
     con = stderr_console()
