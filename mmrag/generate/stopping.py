@@ -1,4 +1,4 @@
-"""Generation hygiene shared by every backend: stop on repetition, stop strings, a mild repetition penalty.
+"""Generation hygiene shared by every backend: stop on repetition, stop strings, a repetition penalty.
 
 Small models loop: the same sentence comes back until the token limit (ten times, 41 s, for one
 question in the page). Every backend (text LLM, HF VLM, bridge) generates through
@@ -12,8 +12,8 @@ question in the page). Every backend (text LLM, HF VLM, bridge) generates throug
   a tail that is still repeating earlier words, or that may be the start of a stop string), so the
   streamed pieces always join to exactly what `clean` returns for the same tokens.
 
-The repetition penalty (`penalty_processor`) counts only generated tokens: the prompt's tokens are
-exempt, so the answer may still copy numbers and names from the sources.
+The repetition penalty (`penalty_processor`; off by default, `GenerateConfig.repetition_penalty`
+says why) counts only generated tokens: the prompt's tokens are exempt.
 """
 
 from __future__ import annotations
