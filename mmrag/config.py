@@ -52,6 +52,13 @@ class EncoderConfig:
     """Run OCR (rapidocr) on images, and on PDF pages that have no text layer."""
     tags: int = 3
     """Top class labels added to an image's text when the image tower has a classifier head."""
+    page: str | None = None
+    """Late-interaction page encoder (`vidore/colqwen2-v1.0-hf`, `vidore/colpali-v1.3-hf`, or a
+    folder) for the `page` space: each rendered PDF page is stored as a multi-vector of patch
+    vectors and text queries score it by MaxSim. None (the default) leaves the space out."""
+    page_pool: int = 1
+    """Hierarchical token pooling factor for page multi-vectors (Clavié et al., 2024): 1 keeps every
+    patch vector, 3 stores a third of them (see `bench/pages.py` for storage and recall)."""
 
 
 @dataclass

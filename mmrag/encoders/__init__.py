@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mmrag.encoders.base import ImageEncoder, ImageFeatures, TextEncoder, l2_normalize
 from mmrag.generate.missing import (
@@ -18,6 +18,9 @@ from mmrag.generate.missing import (
 from mmrag.registry import ModelDescription, get_model
 from mmrag.types import MMRAGError
 
+if TYPE_CHECKING:
+    from mmrag.encoders.colpali import PageEncoder
+
 __all__ = [
     "ImageEncoder",
     "ImageFeatures",
@@ -26,6 +29,7 @@ __all__ = [
     "describe",
     "l2_normalize",
     "load_image_encoder",
+    "load_page_encoder",
     "load_text_encoder",
 ]
 
@@ -36,6 +40,9 @@ _FAMILY_MODULES = {
     "auto-dual": "clip",
     "sentence-transformers": "text",
     "efficientnet": "efficientnet",
+    "colpali": "colpali",
+    "colqwen2": "colpali",
+    "conse": "conse",
 }
 
 
@@ -67,6 +74,15 @@ def describe(model_id: str, role: str) -> ModelDescription:
             model_id, e, "not in the registry (mmrag models ls) and its config cannot be loaded"
         ) from e
     model_type = getattr(cfg, "model_type", "")
+    if model_type in ("colpali", "colqwen2"):
+        if role != "page":
+            raise MMRAGError(f"{model_id}: a {model_type!r} model is a page encoder, not a {role} encoder")
+        page_dim = int(getattr(cfg, "embedding_dim", 128))
+        if model_type == "colpali":
+            return ModelDescription(model_id, "colpali", ("page",), page_dim, "unknown")
+        return ModelDescription(model_id, "colqwen2", ("page",), page_dim, "unknown")
+    if role == "page":
+        raise MMRAGError(f"{model_id}: a {model_type!r} model is not a page encoder (ColPali, ColQwen2)")
     if model_type in ("clip", "siglip") or _is_dual(cfg):
         family = model_type if model_type in ("clip", "siglip") else "auto-dual"
         text_cfg = getattr(cfg, "text_config", None)
@@ -139,6 +155,13 @@ def load_image_encoder(model_id: str, device: str = "auto", dtype: str = "auto",
     """Load an image encoder (CLIP, SigLIP, any dual encoder, EfficientNet-Lite0)."""
     desc = describe(model_id, "image")
     enc = _load(desc, device=device, dtype=dtype, **kw)
+    return enc
+
+
+def load_page_encoder(model_id: str, device: str = "auto", dtype: str = "auto", **kw: Any) -> PageEncoder:
+    """Load a late-interaction page encoder (ColPali, ColQwen2): pages and queries to multi-vectors."""
+    desc = describe(model_id, "page")
+    enc: PageEncoder = _load(desc, device=device, dtype=dtype, **kw)
     return enc
 
 

@@ -16,12 +16,14 @@ import numpy as np
 from mmrag.device import cpu_has_native_bf16, resolve_device
 from mmrag.encoders.base import PixelEncoder, Pixels, concat_pixels, l2_normalize, pixel_rows
 from mmrag.store.base import BM25, StoreSchema
+from mmrag.store.multivector import mean_vector
 from mmrag.types import Chunk, MMRAGError, PointData, SparseVec, point_id
 
 if TYPE_CHECKING:
     from mmrag.config import EncoderConfig
     from mmrag.encoders.base import ImageEncoder, TextEncoder
     from mmrag.encoders.bm25 import Bm25Encoder
+    from mmrag.encoders.colpali import PageEncoder
 
 # Text kept in the payload (the snippet shown with a hit); the vectors see the whole chunk text.
 PAYLOAD_TEXT_CHARS = 4000
@@ -54,6 +56,7 @@ class Embedders:
         self._image: ImageEncoder | None = None
         self._text: TextEncoder | None = None
         self._bm25: Bm25Encoder | None = None
+        self._page: PageEncoder | None = None
         self.recent: dict[str, np.ndarray] = {}  # last embedded texts, oldest first
         self._vectors: OrderedDict[tuple[str, str, str], np.ndarray] = OrderedDict()
 
@@ -83,6 +86,19 @@ class Embedders:
                 _LOADED[key] = load_text_encoder(self.cfg.text, device=self.cfg.device, dtype=dtype)
             self._text = _LOADED[key]
         return self._text
+
+    @property
+    def page(self) -> PageEncoder | None:
+        """The late-interaction page encoder (`encoders.page`), or None when the space is off."""
+        page_id = getattr(self.cfg, "page", None)  # configs that predate the field have none
+        if self._page is None and page_id:
+            from mmrag.encoders import load_page_encoder
+
+            key = ("page", page_id, self.cfg.device, self.cfg.dtype, 0)
+            if key not in _LOADED:
+                _LOADED[key] = load_page_encoder(page_id, device=self.cfg.device, dtype=self.cfg.dtype)
+            self._page = _LOADED[key]
+        return self._page
 
     @property
     def bm25(self) -> Bm25Encoder:
@@ -126,11 +142,18 @@ class Embedders:
                     "dim": enc.dim,
                     "aligned_text": bool(getattr(enc, "aligned_text", False)),
                 }
+        if self.page is not None:
+            # stored as a multi-vector space `page` and its pooled single vector `page_mean`
+            pool = int(getattr(self.cfg, "page_pool", 1))
+            out["page"] = {"id": self.page.model_id, "dim": self.page.dim, "multi": True, "pool": pool}
         return out
 
     def schema(self, hnsw_m: int = 16, ef_construct: int = 100, on_disk: bool = False) -> StoreSchema:
-        dims = {space: d["dim"] for space, d in self.describe().items()}
-        return StoreSchema(dense=dims, hnsw_m=hnsw_m, hnsw_ef_construct=ef_construct, on_disk=on_disk)
+        described = self.describe()
+        dims = {space: d["dim"] for space, d in described.items() if not d.get("multi")}
+        multi = {space: d["dim"] for space, d in described.items() if d.get("multi")}
+        dims.update({f"{space}_mean": dim for space, dim in multi.items()})
+        return StoreSchema(dims, hnsw_m, ef_construct, on_disk, multi)
 
 
 def chunk_text(chunk: Chunk, tags: list[str] | None) -> str:
@@ -172,11 +195,17 @@ class ChunkVectors:
     tags: list[list[str] | None]
     text: list[np.ndarray | None]
     sparse: list[SparseVec | None]
+    page: list[np.ndarray | None] | None = None
+    """Page chunks' multi-vectors (pooled when `encoders.page_pool` > 1); None: no page encoder."""
 
     def slice(self, start: int, stop: int) -> ChunkVectors:
         """The entries of chunks `start:stop`."""
         return ChunkVectors(
-            self.image[start:stop], self.tags[start:stop], self.text[start:stop], self.sparse[start:stop]
+            self.image[start:stop],
+            self.tags[start:stop],
+            self.text[start:stop],
+            self.sparse[start:stop],
+            self.page[start:stop] if self.page is not None else None,
         )
 
 
@@ -257,7 +286,21 @@ def encode_chunks(
                 text_vecs[i] = v
         for i, sp in zip(with_text, emb.bm25.embed_documents([texts[i] for i in with_text]), strict=True):
             sparse[i] = sp
-    return ChunkVectors(image_vecs, tags, text_vecs, sparse)
+    return ChunkVectors(image_vecs, tags, text_vecs, sparse, _page_vectors(chunks, emb))
+
+
+def _page_vectors(chunks: Sequence[Chunk], emb: Embedders) -> list[np.ndarray | None] | None:
+    """Multi-vectors of the rendered pages among `chunks` (patch-pooled when configured)."""
+    if emb.page is None:
+        return None
+    from mmrag.store.multivector import hierarchical_pool
+
+    out: list[np.ndarray | None] = [None] * len(chunks)
+    todo = [i for i, c in enumerate(chunks) if c.modality == "page" and c.images]
+    pool = int(getattr(emb.cfg, "page_pool", 1))
+    for i, pv in zip(todo, emb.page.encode_pages([chunks[i].images[0] for i in todo]), strict=True):
+        out[i] = hierarchical_pool(pv.vectors, pool, pool=pv.patches) if pool > 1 else pv.vectors
+    return out
 
 
 def embed_chunks(
@@ -281,6 +324,9 @@ def embed_chunks(
             dense["image"] = image_vec
         if text_vec is not None:
             dense["text"] = text_vec
+        multi = v.page[i] if v.page is not None else None
+        if multi is not None:
+            dense["page"], dense["page_mean"] = multi, mean_vector(multi)
         payload = {k: val for k, val in c.meta.items() if k not in _RESERVED}
         payload.update(
             modality=c.modality,

@@ -188,7 +188,9 @@ def build_manifest(config: MMRAGConfig, encoders: dict[str, Any], old: dict[str,
         "store": {
             "backend": "edge" if config.store.url is None else "qdrant-server",
             "collection": config.store.collection,
-            "dense": {s: d["dim"] for s, d in enc.items()},
+            "dense": {s: d["dim"] for s, d in enc.items() if not d.get("multi")}
+            | {f"{s}_mean": d["dim"] for s, d in enc.items() if d.get("multi")},
+            "multi": {s: d["dim"] for s, d in enc.items() if d.get("multi")},
             "sparse": ["bm25"],
         },
         "config": config.to_dict(secrets=False),

@@ -267,7 +267,9 @@ class OverlappedRun:
                 enc = self._image_encoder()
                 if isinstance(enc, PixelEncoder):
                     pixels = enc.preprocess(chunk.images)
-                if pixels is not None or enc is None:  # the decoded images are not needed again
+                # the decoded images are not needed again, unless the page encoder reads this page
+                page_encoder = chunk.modality == "page" and bool(getattr(self.emb.cfg, "page", None))
+                if (pixels is not None or enc is None) and not page_encoder:
                     chunk = dataclasses.replace(chunk, images=[])
             feed.put(Item(chunk, pixels))
 

@@ -3,6 +3,11 @@
 A text query goes to the `text` space (text embedder), to `bm25`, and to the `image` space when
 the image encoder has an aligned text tower (CLIP, SigLIP). An image query goes to the `image`
 space. Each space gives `prefetch` candidates under the same filter; RRF (or DBSF) fuses them.
+
+With a page encoder (ColPali, ColQwen2), a text query also goes to the `page` space in two stages:
+the pooled query vector fetches `PAGE_FIRST_STAGE` x `prefetch` pages by their pooled vectors
+(`page_mean`, HNSW), and MaxSim over the query's token vectors and the pages' patch vectors ranks
+those; the result is one more list for the fusion.
 """
 
 from __future__ import annotations
@@ -16,12 +21,17 @@ from typing import TYPE_CHECKING
 
 from mmrag.encoders import aligned_image_space
 from mmrag.store.base import BM25, Prefetch, ScoredPoint, SearchFilter
+from mmrag.store.multivector import mean_vector
 from mmrag.types import MODALITIES, Hit, MMRAGError
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from mmrag.encoders.embedders import Embedders
+
+
+# Pages fetched by their pooled vector per page kept after MaxSim reranking.
+PAGE_FIRST_STAGE = 4
 
 
 @dataclass
@@ -39,9 +49,11 @@ def build_prefetches(
     """One prefetch per space that can read the query (only spaces that exist in the index).
 
     `use` restricts the spaces a text query goes to (`text`, `bm25`, `image`): `["bm25"]` is
-    lexical search alone, `["text"]` dense text search alone.
+    lexical search alone, `["text"]` dense text search alone, `["page"]` late interaction alone.
     """
     have = set(spaces) | {BM25}
+    if "page_mean" in have:
+        have.add("page")  # the page space: its pooled vectors and its multi-vectors
     if use is not None:
         have &= set(use)
     out: list[Prefetch] = []
@@ -54,6 +66,10 @@ def build_prefetches(
         image_enc = emb.image if aligned_image_space(emb.cfg.image) else None
         if "image" in have and image_enc is not None:
             out.append(Prefetch("image", dense=emb.text_vectors([q.text], "image")[0], limit=limit))
+        if "page" in have and emb.page is not None:
+            tokens = emb.page.encode_queries([q.text])[0]
+            first = Prefetch("page_mean", dense=mean_vector(tokens), limit=PAGE_FIRST_STAGE * limit)
+            out.append(Prefetch("page", dense=tokens, limit=limit, first=first))
     if q.image is not None:
         if "image" not in have or emb.image is None:
             raise MMRAGError(
