@@ -69,6 +69,16 @@ def open_index(
     from mmrag.config import MMRAGConfig
     from mmrag.evals._index import open_cached
 
+    given = cfg.index_contextual if contextual else cfg.index
+    if given:  # an index built elsewhere over the same PDFs: searched as it is, never re-indexed
+        from mmrag.pipeline import Pipeline
+        from mmrag.types import IndexReport
+
+        pipe = Pipeline.load(given)
+        if bool(pipe.config.ingest.contextual) != contextual:
+            pipe.close()
+            raise MMRAGError(f"{given}: built with ingest.contextual={pipe.config.ingest.contextual}")
+        return pipe, IndexReport()
     mcfg = MMRAGConfig.load(profile=cfg.profile, env={})
     if cfg.image_model:
         mcfg.encoders.image = None if cfg.image_model.lower() == "none" else cfg.image_model

@@ -209,6 +209,10 @@ class EvalConfig:
     configs: list[str] = field(default_factory=lambda: list(DEFAULT_CONFIGS))
     split: str = "all"
     """`dev` or `test` half (`split_of`), or `all` questions."""
+    index: str | None = None
+    """Search this existing index of the same PDFs instead of the cached one (never re-indexed)."""
+    index_contextual: str | None = None
+    """The same for the configurations that read the index with contextual chunks."""
     answers: bool = False
     """Also generate answers (slow) from the `answer_config` hits and from the gold pages."""
     answer_config: str = "hybrid"

@@ -22,6 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from mmrag.retrieve.route import doc_label
 from mmrag.types import Hit, MMRAGError
 
 if TYPE_CHECKING:
@@ -251,6 +252,7 @@ class Backend:
         d = {k: v for k, v in hit.to_dict().items() if k != "payload"}
         file_id = str(hit.payload.get("file_hash") or "")
         d.update(name=Path(hit.path).name, locator=hit.locator(), file_id=file_id or None)
+        d["document"] = doc_label(hit.payload) or None  # "Acme Inc 10-K FY2022" (mmrag/ingest/meta.py)
         d["thumb"] = f"/api/thumb/{hit.id}" if hit.modality in PICTURED else None
         d["media"] = f"/api/media/{file_id}" if hit.modality in PLAYED and file_id else None
         return d

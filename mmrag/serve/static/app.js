@@ -101,6 +101,7 @@ function sourceItem(s, words, cited) {
   const head = el("div", { class: "head" }, [
     label != null ? el("span", { class: "label", text: `[${label}]` }) : null,
     el("span", { class: "name", text: s.name, title: s.path }),
+    s.document ? el("span", { class: "kind", text: s.document }) : null,
     el("span", { class: "kind", text: s.modality }),
     s.locator ? el("span", { class: "range", text: s.locator }) : null,
     cited ? el("span", { class: "cited", text: "cited" }) : null,
