@@ -275,7 +275,9 @@ PreloadOpt = Annotated[
         panel="Model",
     ),
 ]
-RoleOpt = Annotated[str | None, _opt("--role", text="Only models with this role: image, text, llm, vlm.")]
+RoleOpt = Annotated[
+    str | None, _opt("--role", text="Only models with this role: image, text, llm, vlm, page or asr.")
+]
 
 # --- serve --------------------------------------------------------------------------------------------
 
