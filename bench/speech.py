@@ -109,10 +109,12 @@ def main() -> None:
     ap.add_argument("--asr-model", default="whisper-tiny.en")
     ap.add_argument("--asr-beam-size", type=int, default=5)
     ap.add_argument("--conditions", default="asr,subtitles,none")
+    ap.add_argument("--generator", default="", help="answering model (default: the offline bridge)")
     ap.add_argument("--runs", default="runs")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     cfg = EvalConfig(
+        generator=args.generator,
         seed=args.seed,
         questions=args.questions,
         runs=args.runs,
@@ -120,6 +122,7 @@ def main() -> None:
         asr_beam_size=args.asr_beam_size,
     )
     result: dict[str, Any] = {"seed": args.seed, "split": "dev" if args.seed == 0 else "test"}
+    result["generator"] = args.generator or "offline bridge (efficientnet-lite0 + SmolLM2-135M)"
     result["machine"] = machine(libs=("faster-whisper", "ctranslate2", "av"))
     result["conditions"] = {}
     for speech in args.conditions.split(","):
