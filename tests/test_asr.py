@@ -261,3 +261,17 @@ def test_asr_settings_from_profiles_env_and_cli_names() -> None:
     if tiny.available():
         assert asr.model_path("whisper-tiny.en").endswith("model")
     assert asr.model_path("Systran/faster-whisper-small") == "Systran/faster-whisper-small"  # a hub id
+
+
+def test_a_decoded_segment_is_cut_where_its_words_pause() -> None:
+    from types import SimpleNamespace as NS
+
+    from mmrag.ingest.asr import split_at_pauses
+
+    words = [NS(start=1.0, end=1.4, word=" The"), NS(start=1.5, end=2.0, word=" tractor."),
+             NS(start=31.0, end=31.3, word=" This"), NS(start=31.4, end=31.9, word=" part.")]  # fmt: skip
+    seg = NS(start=1.0, end=31.9, text=" The tractor. This part.", words=words)
+    assert split_at_pauses(seg) == [Cue(1.0, 2.0, "The tractor."), Cue(31.0, 31.9, "This part.")]
+    no_words = NS(start=0.0, end=2.0, text="  no words ", words=None)
+    assert split_at_pauses(no_words) == [Cue(0.0, 2.0, "no words")]
+    assert split_at_pauses(NS(start=0.0, end=2.0, text=" ", words=[])) == []
