@@ -40,7 +40,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from asr_speed import speech  # noqa: E402
-from common import write_result  # noqa: E402
+from common import write_json, write_result  # noqa: E402
 
 SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "video" / "imageio_cockatoo.mp4"
 WORDS = (
@@ -337,7 +337,7 @@ def main() -> None:
         length = loop_video(args.source, work / "loop.mp4", args.minutes * 60)
         result = json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {}
         result["asr"] = speech(work / "loop.mp4", length, work)
-        write_result(result, args.out, plot)
+        write_result(result, args.out, plot) if "ingest_only" in result else write_json(result, args.out)
         print(json.dumps(result["asr"], indent=2))
         shutil.rmtree(work, ignore_errors=True)
         return
