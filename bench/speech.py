@@ -110,6 +110,7 @@ def main() -> None:
     ap.add_argument("--asr-beam-size", type=int, default=5)
     ap.add_argument("--conditions", default="asr,subtitles,none")
     ap.add_argument("--generator", default="", help="answering model (default: the offline bridge)")
+    ap.add_argument("--speech-only", action="store_true", help="asr condition: speech questions only")
     ap.add_argument("--runs", default="runs")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
@@ -127,7 +128,7 @@ def main() -> None:
     result["conditions"] = {}
     for speech in args.conditions.split(","):
         t0 = time.perf_counter()
-        m = condition(cfg, speech, kinds="" if speech == "asr" else "speech")
+        m = condition(cfg, speech, kinds="" if speech == "asr" and not args.speech_only else "speech")
         keep = ("questions", "counts", "retrieval", "accuracy", "speech_questions", "index_seconds", "run")
         result["conditions"][speech] = {k: m[k] for k in keep} | {"seconds": round(time.perf_counter() - t0)}
         print(speech, json.dumps(result["conditions"][speech]["speech_questions"]), file=sys.stderr)
