@@ -121,3 +121,33 @@ def test_export_import_keeps_multivectors(tmp_path: Path, corpus: Path, colqwen2
     for i in multi:
         assert np.allclose(np.asarray(va[i]["page"]), np.asarray(vb[i]["page"]), atol=1e-6)
     assert [(h.id, round(h.score, 4)) for h in ha] == [(h.id, round(h.score, 4)) for h in hb]
+
+
+def test_cli_index_with_a_page_encoder_and_models_ls(tmp_path: Path, corpus: Path, colqwen2: str) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from mmrag.cli import app
+
+    runner = CliRunner()
+    idx = tmp_path / "idx"
+    args = ["index", str(corpus), "--index", str(idx), "--profile", "offline", "--page-encoder", colqwen2]
+    result = runner.invoke(app, [*args, "--page-pool", "2", "--json"], env={"MMRAG_ENCODERS_OCR": "0"})
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((idx / "manifest.json").read_text())
+    assert manifest["store"]["multi"] == {"page": 16} and manifest["store"]["dense"]["page_mean"] == 16
+    assert manifest["encoders"]["page"]["pool"] == 2 and manifest["config"]["encoders"]["page_pool"] == 2
+    listed = runner.invoke(app, ["models", "ls", "--json"])
+    assert listed.exit_code == 0, listed.output
+    families = {m["id"]: m["family"] for m in json.loads(listed.stdout)}
+    for model_id, family in {
+        "vidore/colqwen2-v1.0-hf": "colqwen2",
+        "vidore/colpali-v1.3-hf": "colpali",
+        "Qwen/Qwen2.5-VL-7B-Instruct": "vlm",
+        "Qwen/Qwen3-VL-8B-Instruct": "vlm",
+        "HuggingFaceTB/SmolVLM2-2.2B-Instruct": "vlm",
+        "llava-hf/llava-onevision-qwen2-7b-ov-hf": "vlm",
+        "conse-efficientnet-lite0-minilm": "conse",
+    }.items():
+        assert families.get(model_id) == family, model_id

@@ -17,6 +17,8 @@ from mmrag.cli.options import (
     IndexOpt,
     JsonOpt,
     MetaOpt,
+    PageEncoderOpt,
+    PagePoolOpt,
     ProfileOpt,
     ProgressOpt,
     QdrantUrlOpt,
@@ -39,6 +41,8 @@ def index(
     asr_model: AsrModelOpt = None,
     meta: MetaOpt = None,
     contextual: ContextualOpt = None,
+    page_encoder: PageEncoderOpt = None,
+    page_pool: PagePoolOpt = None,
     strict: StrictOpt = False,
     progress: ProgressOpt = True,
     json_out: JsonOpt = False,
@@ -51,6 +55,7 @@ def index(
     err = stderr_console()
     ingest = {"ingest.clip_seconds": clip_seconds, "ingest.asr": asr, "ingest.asr_model": asr_model}
     ingest |= {"ingest.meta_file": str(meta.resolve()) if meta else None, "ingest.contextual": contextual}
+    ingest |= {"encoders.page": page_encoder, "encoders.page_pool": page_pool}
     with open_pipeline(index, profile, config, qdrant_url, **ingest) as pipe:
         report = pipe.index(paths, progress=progress and not json_out, strict=strict)
         points = pipe.store.count()

@@ -41,6 +41,25 @@ ConfigOpt = Annotated[
 ClipSecondsOpt = Annotated[
     float | None, _opt("--clip-seconds", text="Video clip length in seconds.", panel="Ingest")
 ]
+PageEncoderOpt = Annotated[
+    str | None,
+    _opt(
+        "--page-encoder",
+        text="Late-interaction page encoder for the page space (vidore/colqwen2-v1.0-hf, "
+        "vidore/colpali-v1.3-hf or a folder): PDF pages as patch multi-vectors, scored by MaxSim.",
+        envvar="MMRAG_ENCODERS_PAGE",
+        panel="Ingest",
+    ),
+]
+PagePoolOpt = Annotated[
+    int | None,
+    _opt(
+        "--page-pool",
+        text="Hierarchical token pooling factor for page multi-vectors (1 keeps every patch vector).",
+        envvar="MMRAG_ENCODERS_PAGE_POOL",
+        panel="Ingest",
+    ),
+]
 AsrOpt = Annotated[
     str | None,
     _opt(
