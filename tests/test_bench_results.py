@@ -97,3 +97,16 @@ def test_bench_writer_uses_portable_paths(tmp_path: Path) -> None:
     out = tmp_path / "r.json"
     common.write_result({"out": str(REPO / "bench" / "results" / "r.json")}, out, lambda r, p: None)
     assert json.loads(out.read_text()) == {"out": "bench/results/r.json"}
+
+
+def test_docs_hold_no_absolute_paths() -> None:
+    """The README and docs/ are pasted from real runs: their machine paths are elided."""
+    root = RESULTS.parents[1]
+    found = {
+        str(f.relative_to(root)): [
+            line for line in f.read_text(encoding="utf-8").splitlines() if ABSOLUTE.search(line)
+        ]
+        for f in [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    }
+    found = {k: v for k, v in found.items() if v}
+    assert not found, f"absolute machine paths in the docs: {found}"
