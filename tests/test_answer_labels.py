@@ -73,6 +73,15 @@ def test_a_sentence_without_a_label_gets_one_the_model_picks() -> None:
     assert step(proc, ["Sales", " [", "1", "]", " rose", "."], prefer="</s>") == "</s>"  # already labelled
 
 
+def test_the_chat_templates_end_of_turn_counts_as_an_end() -> None:
+    ended_by_more = LabelAfterSentence(WordTokenizer(), n_labels=2, end_ids=[VOCAB.index(" More")])
+    assert step(ended_by_more, ["Sales", " rose", " 14"], prefer=" More") == " ["
+    assert (
+        step(LabelAfterSentence(WordTokenizer(), n_labels=2), ["Sales", " rose", " 14"], prefer=" More")
+        == " More"
+    )
+
+
 def test_labels_need_single_tokens() -> None:
     assert not LabelAfterSentence(WordTokenizer(), n_labels=0).enabled
     proc = LabelAfterSentence(WordTokenizer(), n_labels=12)  # "10".."12" are not single tokens here

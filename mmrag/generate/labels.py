@@ -42,9 +42,13 @@ class LabelAfterSentence:
         n_labels: Labels `1..n_labels` exist.
         prompt_len: Leading ids that are the prompt (0 for models fed `inputs_embeds`).
         inner: A logits processor applied on unconstrained steps (the repetition penalty), or None.
+        end_ids: Token ids that end generation besides the tokenizer's end of sequence (the chat
+            template's end of turn): the answer may not end through them without a label either.
     """
 
-    def __init__(self, tokenizer: Any, n_labels: int, prompt_len: int = 0, inner: Any = None) -> None:
+    def __init__(
+        self, tokenizer: Any, n_labels: int, prompt_len: int = 0, inner: Any = None, end_ids: Any = None
+    ) -> None:
         self.tokenizer = tokenizer
         self.prompt_len = prompt_len
         self.inner = inner
@@ -56,7 +60,8 @@ class LabelAfterSentence:
         self.labels = [t for t in labels if t is not None]
         self.enabled = bool(self.open is not None and self.close is not None and self.labels)
         eos = getattr(tokenizer, "eos_token_id", None)
-        self.eos = {eos} if isinstance(eos, int) else set(eos or [])
+        ends = [eos, *([end_ids] if isinstance(end_ids, int) else list(end_ids or []))]
+        self.eos = {int(t) for t in ends if t is not None}
         self.digits = {t for t in (_single(tokenizer, str(d)) for d in range(10)) if t is not None}
 
     def _needs_label(self, row: torch.Tensor, top: int) -> bool:

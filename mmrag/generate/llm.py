@@ -374,7 +374,8 @@ def generate_from(
     if cite_labels > 0:
         from mmrag.generate.labels import LabelAfterSentence
 
-        penalty = LabelAfterSentence(tokenizer, cite_labels, start, inner=penalty)
+        ends = kw.get("eos_token_id", getattr(model.generation_config, "eos_token_id", None))
+        penalty = LabelAfterSentence(tokenizer, cite_labels, start, inner=penalty, end_ids=ends)
     if penalty is not None:
         kw["logits_processor"] = LogitsProcessorList([*kw.get("logits_processor", []), penalty])
     if rules.active:
