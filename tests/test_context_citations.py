@@ -83,3 +83,25 @@ def test_source_links() -> None:
     assert source_uri("/docs/r.pdf", page=3) == "file:///docs/r.pdf#page=4"
     assert source_uri("/v/a.mp4", t_start=12.0, t_end=22.5) == "file:///v/a.mp4#t=12,22.5"
     assert source_uri("/d/n.txt") == "file:///d/n.txt"
+
+
+def test_cli_lists_sources_as_links_and_flags_bad_labels() -> None:
+    import io
+    import re
+
+    from rich.console import Console
+
+    from mmrag.cli.ask import _print_sources
+
+    srcs = [
+        Source(1, Hit("p", 0.9, "page", "/docs/r.pdf", page=3, text="t")),
+        Source(2, Hit("n", 0.5, "text", "/d/n.txt")),
+    ]
+    out = io.StringIO()
+    con = Console(file=out, force_terminal=True, width=200, color_system="standard")
+    _print_sources(con, Answer("q", "It rose [1]. It fell [5]. Flat.", srcs))
+    raw = out.getvalue()
+    assert "\x1b]8;" in raw and "file:///docs/r.pdf#page=4" in raw  # OSC 8 hyperlinks to the sources
+    text = re.sub(r"\x1b\]8;[^\x1b]*\x1b\\|\x1b\[[0-9;]*m", "", raw)
+    assert "Sources (cited: 1)" in text and "*[1] 0.900 page  /docs/r.pdf p.4" in text
+    assert "cited without a source: [5]" in text and "1 sentence(s) cite no source" in text
