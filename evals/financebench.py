@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 HUBNESS_BANK = 1024
 SPACES = ("text", "bm25", "image")
 LABEL = "FinanceBench (page-level retrieval)"
-SEARCH_SETTINGS = ("fusion", "rrf_k", "prefetch")
+SEARCH_SETTINGS = ("fusion", "rrf_k", "prefetch", "dense_weight")
 """Configuration keys that set `search` settings for the configuration's run (fusion studies)."""
 
 

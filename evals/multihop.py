@@ -55,6 +55,8 @@ SWEEP: dict[str, dict[str, Any]] = {
     "hybrid+routing(boost)": {"route": "boost"},
     "hybrid+routing+contextual": {"route": "filter", "contextual": True},
     "hybrid+routing+contextual+multi-hop": {"route": "filter", "contextual": True, "multi_hop": True},
+    "hybrid+routing(boost)+contextual": {"route": "boost", "contextual": True},
+    "hybrid+routing(boost)+contextual+multi-hop": {"route": "boost", "contextual": True, "multi_hop": True},
     "hybrid+routing+multi-hop": {"route": "filter", "multi_hop": True},
     "hybrid+routing+multi-hop+rerank": {"route": "filter", "multi_hop": True, "rerank": "{rerank}"},
 }

@@ -82,14 +82,22 @@ def rerank_config(base: RerankConfig, method: str | None, adaptive_k: bool | Non
     return cfg
 
 
-def fuse(lists: Sequence[Sequence[ScoredPoint]], method: str, limit: int, rrf_k: int) -> list[ScoredPoint]:
+def fuse(
+    lists: Sequence[Sequence[ScoredPoint]],
+    method: str,
+    limit: int,
+    rrf_k: int,
+    weights: Sequence[float] | None = None,
+) -> list[ScoredPoint]:
     """Fuse ranked lists the way Qdrant does: RRF (sum of 1/(k + rank + 1)) or DBSF.
 
-    DBSF normalises each list's scores by mean +- 3 standard deviations, then sums them.
+    DBSF normalises each list's scores by mean +- 3 standard deviations, then sums them. `weights`
+    multiply each list's contributions (None: all 1, Qdrant's fusion).
     """
     score: dict[str, float] = {}
     payload: dict[str, dict[str, Any]] = {}
-    for lst in lists:
+    for n, lst in enumerate(lists):
+        w = 1.0 if weights is None else weights[n]
         if not lst:
             continue
         if method == "rrf":
@@ -103,7 +111,7 @@ def fuse(lists: Sequence[Sequence[ScoredPoint]], method: str, limit: int, rrf_k:
         else:
             raise MMRAGError(f"unknown fusion {method!r} (use 'rrf' or 'dbsf')")
         for p, s in zip(lst, parts, strict=True):
-            score[p.id] = score.get(p.id, 0.0) + s
+            score[p.id] = score.get(p.id, 0.0) + w * s
             payload.setdefault(p.id, p.payload)
     ranked = sorted(score, key=lambda i: -score[i])[:limit]
     return [ScoredPoint(i, score[i], payload[i]) for i in ranked]
@@ -117,19 +125,21 @@ def _fetch(
     flt: SearchFilter | None,
     banks: HubnessBanks | None,
 ) -> list[ScoredPoint]:
-    if banks is None:
+    weighted = search.dense_weight != 1.0 and len(prefetches) > 1
+    if banks is None and not weighted:
         return store.query(prefetches, limit=limit, flt=flt, fusion=search.fusion, rrf_k=search.rrf_k)
-    from mmrag.retrieve.hubness import corrected_search
-
     lists: list[list[ScoredPoint]] = []
     for p in prefetches:
-        if p.using != BM25 and p.dense is not None and banks.has(p.using):
+        if banks is not None and p.using != BM25 and p.dense is not None and banks.has(p.using):
+            from mmrag.retrieve.hubness import corrected_search
+
             lists.append(corrected_search(store, banks, p.using, p.dense, p.limit, flt, 4 * p.limit))
         else:
             lists.append(store.query([p], limit=p.limit, flt=flt))
     if len(lists) == 1:
         return lists[0][:limit]
-    return fuse(lists, search.fusion, limit, search.rrf_k)
+    weights = [1.0 if p.using == BM25 else search.dense_weight for p in prefetches]
+    return fuse(lists, search.fusion, limit, search.rrf_k, weights)
 
 
 def _restrict(
