@@ -243,8 +243,10 @@ class RerankConfig:
 class GenerateConfig:
     """Which model answers, and how much retrieved context it reads."""
 
-    model: str = "llava-hf/llava-1.5-7b-hf"
-    """A VLM (hub id/folder), a causal LM, a packaged LLM (`smollm2-135m`) or a bridge folder."""
+    model: str = "Qwen/Qwen2.5-VL-7B-Instruct"
+    """A VLM (hub id/folder), a causal LM, a packaged LLM (`smollm2-135m`) or a bridge folder. The
+    `default` profile's Qwen2.5-VL-7B replaced LLaVA-1.5-7B, whose 4,096-token context cannot hold video
+    QA's default 8 keyframes (576 tokens each); README, "Choosing the generator", has the reasons."""
     quantize: bool | None = None
     """4-bit NF4 (bitsandbytes) for the LLM; None: on for CUDA, off on CPU."""
     device: str = "auto"
