@@ -40,7 +40,7 @@ def condition(cfg: Any, speech: str, kinds: str = "") -> dict[str, Any]:
 
     from mmrag.evals.long_video import evaluate
 
-    metrics = evaluate(replace(cfg, speech=speech, kinds=kinds), show_progress=False)
+    metrics = evaluate(replace(cfg, speech=speech, kinds=kinds, ablations=False), show_progress=False)
     rows = [json.loads(line) for line in (Path(metrics["run"]) / "samples.jsonl").read_text().splitlines()]
     speech_rows = [r for r in rows if r["kind"] == "speech"]
     n = len(speech_rows)

@@ -62,8 +62,10 @@ def _rank(hits: list[Any], span: tuple[float, float]) -> int | None:
     return None
 
 
-def run_item(pipe: Pipeline, gen: Generator, item: Item, opts: VideoQAOptions) -> dict[str, Any]:
-    """Retrieve, then answer with both sources and with each alone; one sample row."""
+def run_item(
+    pipe: Pipeline, gen: Generator, item: Item, opts: VideoQAOptions, ablations: bool = True
+) -> dict[str, Any]:
+    """Retrieve, then answer with both sources and (`ablations`) with each alone; one sample row."""
     from mmrag.answer.video.answer import answer_from_clips, decode_frames
     from mmrag.answer.video.clips import context_clips, retrieve_clips
 
@@ -74,8 +76,10 @@ def run_item(pipe: Pipeline, gen: Generator, item: Item, opts: VideoQAOptions) -
     frames = decode_frames(clips, opts) if gen.reads_images else [[] for _ in clips]
     full = answer_from_clips(gen, item.question, clips, item.choices, opts, frames=frames)
     seconds = time.perf_counter() - t0
-    picks = {"full": full.chosen}
-    if {"subtitles", "frames"} <= set(full.parts):  # late fusion computed both sources on the way
+    picks: dict[str, int | None] = {"full": full.chosen, "subtitles_only": None, "frames_only": None}
+    if not ablations:
+        pass
+    elif {"subtitles", "frames"} <= set(full.parts):  # late fusion computed both sources on the way
         for mode, part in (("subtitles_only", "subtitles"), ("frames_only", "frames")):
             picks[mode] = max(range(len(item.choices)), key=full.parts[part].__getitem__)
     else:
@@ -96,7 +100,7 @@ def run_item(pipe: Pipeline, gen: Generator, item: Item, opts: VideoQAOptions) -
         "clips_used": [c.span for c in full.clips],
         "answer": full.text,
         **{f"pick_{m}": picks[m] for m in MODES},
-        **{f"correct_{m}": picks[m] == item.answer_idx for m in MODES},
+        **{f"correct_{m}": None if picks[m] is None else picks[m] == item.answer_idx for m in MODES},
         "scores": full.scores,
         "seconds": round(seconds, 3),
         "seconds_retrieve": round(t_retrieve, 3),
@@ -109,9 +113,10 @@ def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
         raise MMRAGError("no question was answered")
     kinds = ["all", *sorted({r["kind"] for r in rows})]
 
-    def acc(mode: str, kind: str) -> float:
+    def acc(mode: str, kind: str) -> float | None:
         sel = [r[f"correct_{mode}"] for r in rows if kind == "all" or r["kind"] == kind]
-        return round(sum(sel) / len(sel), 4)
+        sel = [x for x in sel if x is not None]  # None: the ablation was not run
+        return round(sum(sel) / len(sel), 4) if sel else None
 
     ranks = [r["gt_rank"] for r in rows]
     return {
@@ -134,7 +139,9 @@ def markdown(metrics: dict[str, Any]) -> str:
     lines = ["| answerer | " + " | ".join(kinds) + " |", "|---" * (len(kinds) + 1) + "|"]
     for mode in (*MODES, "chance"):
         lines.append(
-            f"| {mode.replace('_', ' ')} | " + " | ".join(f"{acc[mode][k]:.3f}" for k in kinds) + " |"
+            f"| {mode.replace('_', ' ')} | "
+            + " | ".join("–" if acc[mode][k] is None else f"{acc[mode][k]:.3f}" for k in kinds)
+            + " |"
         )
     lines.append("| questions | " + " | ".join(str(metrics["counts"][k]) for k in kinds) + " |")
     r = metrics["retrieval"]
@@ -253,7 +260,7 @@ def evaluate(
         with Progress(disable=not show_progress, transient=True) as progress:
             task = progress.add_task("long-video", total=len(items))
             for item in items:
-                rows.append(run_item(pipe, gen, item, opts))
+                rows.append(run_item(pipe, gen, item, opts, cfg.ablations))
                 progress.advance(task)
         clips = pipe.store.count()
     metrics = {

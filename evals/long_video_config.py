@@ -66,6 +66,8 @@ class EvalConfig:
     """Speech model of the `asr` condition."""
     asr_beam_size: int = 5
     """Its beam width."""
+    ablations: bool = True
+    """Also answer from the subtitles alone and the frames alone (up to two more passes a question)."""
 
 
 @dataclass
