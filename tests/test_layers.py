@@ -30,6 +30,7 @@ SOURCES = {
 LAYERS = {
     "types": 1,
     "config": 1,
+    "config_sources": 1,
     "registry": 1,
     "device": 1,
     "prompts": 1,
