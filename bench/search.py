@@ -117,9 +117,10 @@ def routing(folder: Path, dev: list[str], test: list[str], rounds: int = 3) -> d
                 p.retrieve(q, route=m)
         times: dict[str, list[float]] = {m: [] for m in modes}
         routed = 0
-        for _ in range(rounds):
-            for q in test:
-                for m in modes:
+        for i in range(rounds):
+            for j, q in enumerate(test):
+                for m in modes[(i + j) % 3 :] + modes[: (i + j) % 3]:  # no mode always goes first
+                    p.embedders._vectors.clear()  # every call embeds its question, as a new one does
                     t0 = time.perf_counter()
                     r = p.retrieve(q, route=m)
                     times[m].append((time.perf_counter() - t0) * 1000)

@@ -79,10 +79,11 @@ DEFAULT_CONFIGS = (
     "dense-text",
     "image",
     "hybrid",
-    "hybrid+contextual",
-    "hybrid+contextual+routing",
-    "hybrid+contextual+routing+pages",
-    "hybrid+contextual+routing+two-stage",
+    "hybrid(3:1)",
+    "hybrid(3:1)+routing",
+    "hybrid(3:1)+contextual+routing",
+    "hybrid(3:1)+contextual+routing+pages",
+    "hybrid(3:1)+contextual+routing+two-stage",
 )
 """What `mmrag eval financebench` runs: the baselines, then one component at a time on top of hybrid."""
 SPLITS = ("all", "dev", "test")

@@ -214,3 +214,15 @@ def test_evidence_recall_and_completeness_by_hand() -> None:
     both = evidence_metrics(["x", "Epic  sued\nGoogle. Apple paid Google."], [a, b])  # official spacing rule
     assert both == {"recall@4": 1.0, "recall@10": 1.0, "complete@10": 1.0}
     assert evidence_metrics(["x"], []) == {"recall@4": 0.0, "recall@10": 0.0, "complete@10": 0.0}
+
+
+def test_weighted_fusion_by_hand() -> None:
+    from mmrag.retrieve.hybrid import fuse
+
+    dense = [_pt("a", "d", 0, 0.9), _pt("b", "d", 1, 0.8)]
+    bm25 = [_pt("b", "d", 1, 7.0), _pt("c", "d", 2, 5.0)]
+    # RRF k=2, dense 3:1: a = 3/3 = 1.0; b = 3/4 + 1/3 = 1.083; c = 1/4
+    out = fuse([dense, bm25], "rrf", 3, 2, weights=[3.0, 1.0])
+    assert [p.id for p in out] == ["b", "a", "c"]
+    assert [p.score for p in out] == pytest.approx([3 / 4 + 1 / 3, 1.0, 1 / 4])
+    assert [p.id for p in fuse([dense, bm25], "rrf", 3, 2)] == ["b", "a", "c"]  # 1:1, b = 1/4 + 1/3
