@@ -15,7 +15,8 @@ Which of `retrieved` and `before` runs first alternates between queries.
 Metrics per column: accuracy on answerable queries (the MultiHop-RAG rule: the normalised gold
 answer is a substring of the normalised answer), the refusal rate on null queries ("Insufficient
 information") next to the false-refusal rate on answerable ones, the repetition rate (answers
-with a repeated sentence or 8-word run), the citation rate (non-refusals citing an existing label),
+with a repeated sentence or 8-word run), the citation rate (answers that are not refusals and had
+sources, citing an existing label),
 the invalid-label rate, the duplicate-source rate of the packed context (`before`: of the top hits
 as the old packer kept them) and the generation time per answer.
 """
@@ -151,7 +152,8 @@ def answer_metrics(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         rs = [r for r in rows if col in r]
         null = [r[col] for r in rs if r["type"] == NULL_TYPE]
         answerable = [r[col] for r in rs if r["type"] != NULL_TYPE]
-        claims = [r[col] for r in rs if not r[col]["refusal"]]
+        # an answer given no sources (a null query's empty gold evidence) has no label to cite
+        claims = [r[col] for r in rs if not r[col]["refusal"] and r[col]["sources"]]
         by_type: dict[str, list[bool]] = defaultdict(list)
         for r in rs:
             by_type[r["type"]].append(r[col]["correct"])
