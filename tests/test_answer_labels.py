@@ -30,6 +30,7 @@ VOCAB = [
     "7",
     "8",
     "9",
+    " vs",
 ]
 
 
@@ -67,6 +68,7 @@ def test_a_sentence_without_a_label_gets_one_the_model_picks() -> None:
     assert step(proc, [*sent, " ["], prefer="3", boost={"2": 2.0, "1": 1.0}) == "2"
     assert step(proc, [*sent, " [", "2"], prefer=" More") == "]"
     assert step(proc, [*sent, " [", "2", "]"], prefer=" More") == " More"  # free again
+    assert step(proc, ["Sales", " vs", "."], prefer=" More") == " More"  # an abbreviation ends no sentence
     assert step(proc, sent, prefer="4") == "4"  # "14." then a digit: a decimal point, not a sentence end
     assert step(proc, ["Sales", " rose", " 14"], prefer="</s>") == " ["  # the answer may not end unlabelled
     assert step(proc, [" Insufficient", " information", "."], prefer="</s>") == "</s>"  # refusals need none

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
 _LABEL = re.compile(r"\[\s*\d+(?:\s*[,\-–]\s*\d+)*\s*\]")
 _END = re.compile(r"[.!?][\"')\]]*\s*$")
+# A period after these ends no sentence ("The Jaguars vs. Saints", "Apple Inc. said").
+_ABBREV = re.compile(
+    r"(?:^|\W)(?:vs|mr|mrs|ms|dr|st|jr|sr|inc|corp|co|ltd|no|e\.g|i\.e|u\.s|[a-z])\.\s*$", re.I
+)
 
 
 def _single(tokenizer: Any, text: str) -> int | None:
@@ -69,7 +73,8 @@ class LabelAfterSentence:
         text = str(self.tokenizer.decode(row, skip_special_tokens=True))
         if not text.strip():
             return False
-        ended = bool(_END.search(text)) and top not in self.digits  # "14." then "3": a decimal point
+        # "14." then "3": a decimal point; "vs." an abbreviation
+        ended = bool(_END.search(text)) and top not in self.digits and not _ABBREV.search(text)
         if not ended and top not in self.eos:
             return False
         body = _END.sub("", text) if ended else text
