@@ -82,8 +82,8 @@ DEFAULT_CONFIGS = (
     "hybrid(3:1)",
     "hybrid(3:1)+routing",
     "hybrid(3:1)+contextual+routing",
-    "hybrid(3:1)+contextual+routing+pages",
-    "hybrid(3:1)+contextual+routing+two-stage",
+    "hybrid(3:1)+routing+pages",
+    "hybrid(3:1)+routing+two-stage",
 )
 """What `mmrag eval financebench` runs: the baselines, then one component at a time on top of hybrid."""
 SPLITS = ("all", "dev", "test")
