@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmrag.evals import write_json, write_run
-from mmrag.evals.long_video_config import EvalConfig, Item, default_bridge, shared_videos
+from mmrag.evals.long_video_config import EvalConfig, Item, default_bridge, shared_videos, split_of_seed
 from mmrag.types import MMRAGError
 
 if TYPE_CHECKING:
@@ -266,6 +266,8 @@ def evaluate(
     metrics = {
         "suite": "long-video",
         "benchmark": "tvqa-long" if cfg.tvqa else "generated",
+        "split": "tvqa val" if cfg.tvqa else split_of_seed(cfg.seed),
+        "seed": cfg.seed,
         **aggregate(rows),
         **facts,
         "clips_indexed": clips,

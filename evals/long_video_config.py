@@ -24,6 +24,16 @@ def shared_videos() -> Path:
     return Path(os.environ.get("MMRAG_SHARED_DATA", default)) / "video"
 
 
+SPLIT_SEEDS = {"dev": 0, "test": 1}
+"""The generated benchmark's halves: settings are chosen on seed 0 (`dev`, where they were tuned) and
+reported on seed 1 (`test`), a different video and different questions from the same generator."""
+
+
+def split_of_seed(seed: int) -> str:
+    """`dev`, `test`, or `seed N` for any other seed."""
+    return next((name for name, s in SPLIT_SEEDS.items() if s == seed), f"seed {seed}")
+
+
 @dataclass
 class EvalConfig:
     """One long-video run."""

@@ -226,3 +226,28 @@ def test_weighted_fusion_by_hand() -> None:
     assert [p.id for p in out] == ["b", "a", "c"]
     assert [p.score for p in out] == pytest.approx([3 / 4 + 1 / 3, 1.0, 1 / 4])
     assert [p.id for p in fuse([dense, bm25], "rrf", 3, 2)] == ["b", "a", "c"]  # 1:1, b = 1/4 + 1/3
+
+
+def test_llama_index_retriever_routes(filings: Path) -> None:
+    pytest.importorskip("llama_index.core", reason="the llama-index connector needs llama-index-core")
+    from llama_index.core.schema import QueryBundle
+
+    from mmrag.connectors.llama_index import MMRAGRetriever
+
+    with MMRAGRetriever.from_index(filings, k=2, route="filter", group="page") as r:
+        nodes = r.retrieve(QueryBundle("What was Umbrella's revenue in FY2020?"))
+        assert nodes and nodes[0].node.metadata["path"].endswith("scan-0042.pdf")
+        keys = [(n.node.metadata["path"], n.node.metadata.get("page")) for n in nodes]
+        assert len(keys) == len(set(keys))
+
+
+def test_long_video_halves_are_two_seeds() -> None:
+    from typer.testing import CliRunner
+
+    from mmrag.cli import app
+    from mmrag.evals.long_video_config import SPLIT_SEEDS, split_of_seed
+
+    assert SPLIT_SEEDS["dev"] != SPLIT_SEEDS["test"]
+    assert [split_of_seed(s) for s in (0, 1, 7)] == ["dev", "test", "seed 7"]
+    r = CliRunner().invoke(app, ["eval", "long-video", "--split", "train"])
+    assert r.exit_code != 0 and "unknown split" in r.output

@@ -37,6 +37,8 @@ class MMRAGRetriever(BaseRetriever):
         path: Glob over indexed file paths (`*.pdf`).
         pages: One-based page range (`3-5`).
         time: Clip time range in seconds (`10-60`).
+        route: `filter` or `boost` to route by the documents, sources and days a question names, `off`.
+        group: `chunk`, `page` or `document-page` hit units.
         images: How image-like hits carry their picture: `auto`, `base64` or `none` (see `hit_to_node`).
         image_px: Longest side of inline pictures.
         callback_manager: llama-index callbacks.
@@ -51,6 +53,8 @@ class MMRAGRetriever(BaseRetriever):
         path: str | None = None,
         pages: str | None = None,
         time: str | None = None,
+        route: str | None = None,
+        group: str | None = None,
         images: ImageMode = "auto",
         image_px: int = 768,
         callback_manager: CallbackManager | None = None,
@@ -59,6 +63,8 @@ class MMRAGRetriever(BaseRetriever):
         self.pipeline = pipeline
         self.k = k
         self.filters: dict[str, Any] = {"modality": modality, "path": path, "pages": pages, "time": time}
+        # question-aware routing and hit units, as `mmrag search --route/--group` (None: the index's config)
+        self.filters |= {k: v for k, v in (("route", route), ("group", group)) if v is not None}
         self.images: ImageMode = images
         self.image_px = image_px
         self._owned = False

@@ -248,6 +248,7 @@ def eval_long_video(
     generator: GeneratorOpt = DEFAULT_BRIDGE,
     questions: QuestionsOpt = "60",
     seed: SeedOpt = 0,
+    split: SplitOpt = "",
     minutes: MinutesOpt = 21.0,
     frames: FramesOpt = 8,
     context_clips: ContextClipsOpt = 1,
@@ -264,8 +265,17 @@ def eval_long_video(
     """Long-video QA: clip retrieval and 5-choice accuracy, with subtitles-only and frames-only ablations.
 
     By default on a generated 21-minute video with subtitles (cached under runs/long-video/).
+    `--split dev` is seed 0 (where the settings were chosen), `--split test` seed 1 (report this one).
     """
     from mmrag.evals.long_video import EvalConfig, evaluate
+    from mmrag.evals.long_video_config import SPLIT_SEEDS
+
+    if split:
+        if split not in SPLIT_SEEDS:
+            from mmrag.types import MMRAGError
+
+            raise MMRAGError(f"unknown split {split!r}: choose from {', '.join(SPLIT_SEEDS)}")
+        seed = SPLIT_SEEDS[split]
 
     cfg = EvalConfig(
         generator=str(Path(generator or DEFAULT_BRIDGE).expanduser()),
