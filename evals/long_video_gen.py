@@ -195,7 +195,8 @@ def generate(
     meta = bench_dir / "benchmark.json"
     if not (video.is_file() and meta.is_file()):
         bench_dir.mkdir(parents=True, exist_ok=True)
-        audio, spoken = None, []
+        audio: Any = None
+        spoken: list[Any] = []
         if spoken_subs is not None:
             from mmrag.evals.long_video_speech import soundtrack, spoken_srt_cues
 
