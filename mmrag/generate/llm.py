@@ -5,9 +5,7 @@ The offline profile's LLM is SmolLM2-135M-Instruct, shipped as one GGUF file by 
 `convert_gguf_to_hf` dequantises it once into a plain safetensors folder under the mmrag cache;
 that folder then loads like any hub model, including in 4 bits through bitsandbytes.
 
-Example:
-    >>> gen = TextGenerator.load("smollm2-135m")
-    >>> gen.generate("What is the capital of France?", max_new_tokens=20)
+Example: `TextGenerator.load("smollm2-135m").generate("What is the capital of France?", max_new_tokens=20)`
 """
 
 from __future__ import annotations
