@@ -153,11 +153,7 @@ def from_text(text: str, pdf_meta: dict[str, str] | None = None) -> dict[str, An
         out["year"] = int(out["date"][:4])
     title = (pdf_meta.get("Title") or "").strip()
     # EDGAR accession numbers, "Document", "pfe-20230702": file names, not titles
-    if (
-        title
-        and len(re.findall(r"[A-Za-z]{3,}", title)) >= 2
-        and not title.lower().startswith("microsoft")
-    ):
+    if title and len(re.findall(r"[A-Za-z]{3,}", title)) >= 2 and not title.lower().startswith("microsoft"):
         out["title"] = title
     return {k: v for k, v in out.items() if v not in (None, "", [])}
 

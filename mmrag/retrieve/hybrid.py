@@ -195,9 +195,7 @@ def _routed(
     return routed[:k]
 
 
-def _two_stage(
-    pages: list[ScoredPoint], search_once: Any, flt: SearchFilter | None
-) -> list[ScoredPoint]:
+def _two_stage(pages: list[ScoredPoint], search_once: Any, flt: SearchFilter | None) -> list[ScoredPoint]:
     """Documents first: the pages of the `TOP_DOCUMENTS` best documents (searched again within
     them, so that more of their pages are candidates), then every other page as ranked."""
     top = [d for d, _ in document_scores(pages)[:TOP_DOCUMENTS]]
