@@ -33,7 +33,7 @@ TYPE_FAMILY = {
 }
 """A question naming one member of a family matches every member ("annual report" finds a 10-K)."""
 
-_MONTHS = {
+MONTHS = {
     m.lower(): i
     for i, names in enumerate(
         [
@@ -54,7 +54,8 @@ _MONTHS = {
     )
     for m in names
 }
-_MONTH = "|".join(sorted(_MONTHS, key=len, reverse=True))
+"""Month names and abbreviations (lower case) to their number."""
+_MONTH = "|".join(sorted(MONTHS, key=len, reverse=True))
 _DAY_PATTERNS = [
     re.compile(rf"\b(?P<m>{_MONTH})\.?\s+(?P<d>\d{{1,2}})(?:st|nd|rd|th)?,?\s+(?P<y>\d{{4}})\b", re.I),
     re.compile(
@@ -105,7 +106,7 @@ def find_days(text: str) -> list[str]:
     for pat in _DAY_PATTERNS:
         for m in pat.finditer(text):
             g = m.groupdict()
-            month = int(g["mm"]) if g.get("mm") else _MONTHS[g["m"].lower()]
+            month = int(g["mm"]) if g.get("mm") else MONTHS[g["m"].lower()]
             try:
                 day = dt.date(int(g["y"]), month, int(g["d"]))
             except ValueError:

@@ -19,31 +19,12 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from mmrag.ingest.periods import MONTHS
+
 SOURCE_FIELD = "source"
 DATE_FIELD = "published_date"
 
-_MONTHS = {
-    m.lower(): i
-    for i, names in enumerate(
-        [
-            ("January", "Jan"),
-            ("February", "Feb"),
-            ("March", "Mar"),
-            ("April", "Apr"),
-            ("May",),
-            ("June", "Jun"),
-            ("July", "Jul"),
-            ("August", "Aug"),
-            ("September", "Sep", "Sept"),
-            ("October", "Oct"),
-            ("November", "Nov"),
-            ("December", "Dec"),
-        ],
-        start=1,
-    )
-    for m in names
-}
-_MONTH = "|".join(sorted(_MONTHS, key=len, reverse=True))
+_MONTH = "|".join(sorted(MONTHS, key=len, reverse=True))
 _DATE_PATTERNS = [
     # October 22, 2023 / Oct. 22 2023
     re.compile(rf"\b(?P<m>{_MONTH})\.?\s+(?P<d>\d{{1,2}})(?:st|nd|rd|th)?,?\s+(?P<y>\d{{4}})\b", re.I),
@@ -110,7 +91,7 @@ def find_dates(text: str) -> list[str]:
     for pat in _DATE_PATTERNS:
         for m in pat.finditer(text):
             g = m.groupdict()
-            month = int(g["mm"]) if g.get("mm") else _MONTHS[g["m"].lower()]
+            month = int(g["mm"]) if g.get("mm") else MONTHS[g["m"].lower()]
             try:
                 day = dt.date(int(g["y"]), month, int(g["d"]))
             except ValueError:
