@@ -87,6 +87,42 @@ def serving(app: Any) -> Iterator[str]:
         sock.close()
 
 
+@contextmanager
+def serving_process(index: Path, k: int) -> Iterator[str]:
+    """`mmrag serve` as a subprocess on a free port; yields the base URL once it answers."""
+    import subprocess
+    import urllib.request
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    cmd = [sys.executable, "-c", "from mmrag.cli import main; main()", "serve", "--index", str(index)]
+    cmd += ["--port", str(port), "-k", str(k)]
+    log = index.parent / "serve.log"  # a file, not a pipe: a full pipe would block the server
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300  # startup loads the models
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"mmrag serve stopped during startup: {log.read_text()[-2000:]}")
+            assert time.monotonic() < deadline, "mmrag serve did not start in 300 s"
+            try:
+                with urllib.request.urlopen(url + "/", timeout=5):
+                    break
+            except OSError:
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def poll(page: Any, predicate: str, arg: Any = None, timeout: float = 30.0) -> None:
     """Wait until the JS function `predicate(arg)` is truthy.
 
@@ -186,7 +222,11 @@ def pepsico_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     idx = tmp_path_factory.mktemp("pepsico") / "idx"
     with Pipeline.from_config(profile="offline", index=idx, **{"encoders.ocr": False}) as p:
         assert p.index([PEPSICO]).files_indexed == 1
-    with serving(create_app(idx, k=5)) as url:  # the default answer length: a loop would fill it
+    # `mmrag serve` in a process of its own, as a user runs it: the answer must not depend on what
+    # earlier tests left loaded in this one (in the full suite, an in-process server answered
+    # without its label while the same test alone cited [1]). The default answer length: a loop
+    # would fill it.
+    with serving_process(idx, k=5) as url:
         yield url
 
 
