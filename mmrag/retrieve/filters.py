@@ -19,20 +19,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from mmrag.ingest.periods import MONTHS
+from mmrag.ingest.periods import find_days
 
 SOURCE_FIELD = "source"
 DATE_FIELD = "published_date"
-
-_MONTH = "|".join(sorted(MONTHS, key=len, reverse=True))
-_DATE_PATTERNS = [
-    # October 22, 2023 / Oct. 22 2023
-    re.compile(rf"\b(?P<m>{_MONTH})\.?\s+(?P<d>\d{{1,2}})(?:st|nd|rd|th)?,?\s+(?P<y>\d{{4}})\b", re.I),
-    # 22 October 2023
-    re.compile(rf"\b(?P<d>\d{{1,2}})(?:st|nd|rd|th)?\s+(?P<m>{_MONTH})\.?,?\s+(?P<y>\d{{4}})\b", re.I),
-    # 2023-10-22
-    re.compile(r"\b(?P<y>\d{4})-(?P<mm>\d{2})-(?P<d>\d{2})\b"),
-]
 
 
 @dataclass
@@ -85,23 +75,8 @@ def _alias_pattern(aliases: Iterable[str]) -> re.Pattern[str] | None:
     return re.compile(r"(?<![\w])(?:" + "|".join(re.escape(f) for f in forms) + r")(?![\w])")
 
 
-def find_dates(text: str) -> list[str]:
-    """Calendar days written in `text`, as `YYYY-MM-DD`, in order of appearance, without repeats."""
-    found: list[tuple[int, str]] = []
-    for pat in _DATE_PATTERNS:
-        for m in pat.finditer(text):
-            g = m.groupdict()
-            month = int(g["mm"]) if g.get("mm") else MONTHS[g["m"].lower()]
-            try:
-                day = dt.date(int(g["y"]), month, int(g["d"]))
-            except ValueError:
-                continue  # "February 30": not a date
-            found.append((m.start(), str(day)))
-    out: list[str] = []
-    for _, d in sorted(found):
-        if d not in out:
-            out.append(d)
-    return out
+find_dates = find_days
+"""Calendar days written in a question (`ingest.periods.find_days`: the same reader as documents)."""
 
 
 class FilterReader:
