@@ -31,6 +31,7 @@ VOCAB = [
     "8",
     "9",
     " vs",
+    "[",
 ]
 
 
@@ -88,3 +89,23 @@ def test_labels_need_single_tokens() -> None:
     assert not LabelAfterSentence(WordTokenizer(), n_labels=0).enabled
     proc = LabelAfterSentence(WordTokenizer(), n_labels=12)  # "10".."12" are not single tokens here
     assert len(proc.labels) == 9
+
+
+def test_a_label_the_model_opens_itself_is_one_that_exists() -> None:
+    """Once the model wrote "[4] The Roar" with three sources: a "[" of its own admits real labels only."""
+    proc = LabelAfterSentence(WordTokenizer(), n_labels=3)
+    assert step(proc, ["["], prefer="4", boost={"2": 1.0}) == "2"
+    assert step(proc, ["Sales", "[", "2"], prefer=" More") == "]"
+
+
+def test_the_end_is_judged_after_the_penalty() -> None:
+    """The model prefers " rose", the penalty makes the end of the answer the top token: label first."""
+
+    def penalty(ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        scores[:, VOCAB.index(" rose")] -= 10.0
+        return scores
+
+    proc = LabelAfterSentence(WordTokenizer(), n_labels=2, inner=penalty)
+    assert step(proc, ["Sales", " rose", " 14"], prefer=" rose", boost={"</s>": 4.0}) == " ["
+    plain = LabelAfterSentence(WordTokenizer(), n_labels=2)
+    assert step(plain, ["Sales", " rose", " 14"], prefer=" rose", boost={"</s>": 4.0}) == " rose"

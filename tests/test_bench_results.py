@@ -110,3 +110,12 @@ def test_docs_hold_no_absolute_paths() -> None:
     }
     found = {k: v for k, v in found.items() if v}
     assert not found, f"absolute machine paths in the docs: {found}"
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    """`.ci/run` runs exactly the README's second command (the first installs and runs the sample)."""
+    root = RESULTS.parents[1]
+    blocks = re.findall(r"```bash\n(.*?)\n```", (root / "README.md").read_text(), re.S)
+    assert len(blocks) >= 2
+    lines = [ln for ln in (root / ".ci" / "run").read_text().splitlines() if ln and not ln.startswith("#")]
+    assert lines[-1] == blocks[1].strip(), "the README's test command and .ci/run differ"

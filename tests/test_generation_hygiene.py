@@ -125,6 +125,10 @@ def test_rules_cut_sentences_ngrams_and_stop_strings() -> None:
     text = "Revenue grew 14.3% [1]. Margins held. Revenue grew 14.3% [2]. More."
     assert clean(text, rules) == "Revenue grew 14.3% [1]. Margins held."  # labels do not hide a repeat
     assert clean("Yes. Yes. Done.", rules) == "Yes. Yes. Done."  # short sentences may repeat
+    # a label after the full stop belongs to the sentence before it: the cut keeps it
+    once = "PepsiCo's organic revenue grew 14.3% in the quarter. [1]"
+    assert clean(f"{once} {once}", rules) == once
+    assert clean(f"{once}\n{once}", rules) == once
     assert clean("a b c d e f g h i a b c d e f g h i", rules) == "a b c d e f g h i"
     assert clean("The answer is 5.\nUser: and now?", rules) == "The answer is 5."
     # mid-generation, the sentence still being written is not compared yet

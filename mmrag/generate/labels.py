@@ -56,9 +56,10 @@ class LabelAfterSentence:
         self.tokenizer = tokenizer
         self.prompt_len = prompt_len
         self.inner = inner
-        self.open = _single(tokenizer, " [")
-        if self.open is None:
-            self.open = _single(tokenizer, "[")
+        # " [" is what the processor writes; a "[" the model writes itself opens a label too.
+        opens = [t for t in (_single(tokenizer, " ["), _single(tokenizer, "[")) if t is not None]
+        self.opens = set(opens)
+        self.open = opens[0] if opens else None
         self.close = _single(tokenizer, "]")
         labels = [_single(tokenizer, str(n)) for n in range(1, n_labels + 1)]
         self.labels = [t for t in labels if t is not None]
@@ -92,11 +93,13 @@ class LabelAfterSentence:
         out = self.inner(input_ids, scores.clone()) if self.inner is not None else scores.clone()
         for b, row in enumerate(input_ids[:, self.prompt_len :]):
             last = int(row[-1]) if len(row) else None
-            if last == self.open:
+            if last in self.opens:
                 allowed = self.labels
-            elif last in self.labels and len(row) >= 2 and int(row[-2]) == self.open:
+            elif last in self.labels and len(row) >= 2 and int(row[-2]) in self.opens:
                 allowed = [self.close]  # type: ignore[list-item]
-            elif len(row) and self._needs_label(row, int(scores[b].argmax())):
+            elif len(row) and self._needs_label(row, int(out[b].argmax())):
+                # the top token after the penalty is the one greedy decoding takes: if that is the
+                # end of the answer, the label comes first
                 allowed = [self.open]  # type: ignore[list-item]
             else:
                 continue

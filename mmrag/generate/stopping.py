@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 
 _WORD = re.compile(r"\S+")
 _CITATION = re.compile(r"\[\d+(?:\s*,\s*\d+)*\]")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+# A sentence ends at `.`, `!` or `?` plus the labels that cite it ("... 14.3%. [1] Next"): the label
+# belongs to the sentence before it, so a cut at a repeated next sentence keeps it.
+_SENTENCE_END = re.compile(r"(?<=[.!?])(?:\s*\[\d+(?:\s*,\s*\d+)*\])*\s+|\n+")
 _EDGE = re.compile(r"^\W+|\W+$")
 
 
