@@ -135,6 +135,9 @@ class IngestConfig:
     """Words per text chunk (MiniLM reads ~256 word pieces)."""
     chunk_overlap: int = 30
     """Words shared by neighbouring chunks."""
+    pdf_tables: bool = False
+    """PDF tables as extra `text` chunks (locator `page=i;table=k`): each row's label and values on one
+    line with the column headers, where PDFium's text separates them (needs pdfplumber, `mmrag[tables]`)."""
     meta_file: str | None = None
     """JSONL or CSV rows mapping a `path` (absolute, relative or a file name) to document metadata
     (`title`, `entity`, `aliases`, `type`, `year`, `quarter`, `date`, `source`); a `<file>.meta.json`

@@ -19,6 +19,7 @@ from mmrag.cli.options import (
     MetaOpt,
     PageEncoderOpt,
     PagePoolOpt,
+    PdfTablesOpt,
     ProfileOpt,
     ProgressOpt,
     QdrantUrlOpt,
@@ -41,6 +42,7 @@ def index(
     asr_model: AsrModelOpt = None,
     meta: MetaOpt = None,
     contextual: ContextualOpt = None,
+    pdf_tables: PdfTablesOpt = None,
     page_encoder: PageEncoderOpt = None,
     page_pool: PagePoolOpt = None,
     strict: StrictOpt = False,
@@ -55,6 +57,7 @@ def index(
     err = stderr_console()
     ingest = {"ingest.clip_seconds": clip_seconds, "ingest.asr": asr, "ingest.asr_model": asr_model}
     ingest |= {"ingest.meta_file": str(meta.resolve()) if meta else None, "ingest.contextual": contextual}
+    ingest |= {"ingest.pdf_tables": pdf_tables}
     ingest |= {"encoders.page": page_encoder, "encoders.page_pool": page_pool}
     with open_pipeline(index, profile, config, qdrant_url, **ingest) as pipe:
         report = pipe.index(paths, progress=progress and not json_out, strict=strict)

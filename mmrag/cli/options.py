@@ -224,6 +224,15 @@ ContextualOpt = Annotated[
         panel="Ingest",
     ),
 ]
+PdfTablesOpt = Annotated[
+    bool | None,
+    _opt(
+        "--pdf-tables/--no-pdf-tables",
+        text="Index PDF tables as extra text chunks: each row's label and values with the column "
+        "headers (needs pdfplumber: pip install 'mmrag[tables]').",
+        panel="Ingest",
+    ),
+]
 MultiHopOpt = Annotated[
     bool,
     _opt("--multi-hop", text="Split the question into sub-queries, retrieve each, answer from the union."),

@@ -4,6 +4,11 @@ Each page gives one `page` chunk (the rendered page and its whole text) and its 
 windows as `text` chunks, all carrying the zero-based page number. Pages without a text layer
 (scans) get their text from OCR when an OCR callable is given, read from a sharper render.
 
+With `ingest.pdf_tables`, a page with tables also gives a `text` chunk per table (or per window of a
+long one), locator `page=i;table=k` (`;chunk=j` when windowed), `meta["table"]` true: each row's
+label and values on one line with the column headers (`mmrag.ingest.tables`, read with pdfplumber,
+which needs no PDFium lock). The page chunk's text stays PDFium's.
+
 PDFium is not thread-safe, not even across documents: every PDFium call here runs under
 `PDFIUM_LOCK`, taken page by page (never across a `yield`), so several indexing workers can read
 PDFs at once, their PDFium work one call at a time, their OCR and everything else in parallel.
@@ -17,6 +22,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mmrag.ingest.tables import PdfTables, might_have_table, table_windows
 from mmrag.ingest.text import word_windows
 from mmrag.types import Chunk, IngestError, MMRAGError
 
@@ -115,13 +121,16 @@ def _open(pdfium: Any, path: Path) -> Any:
 def iter_pdf_chunks(
     path: Path, cfg: IngestConfig, ocr: Callable[[Image.Image], str] | None = None
 ) -> Iterator[Chunk]:
-    """Per page: one `page` chunk (render + whole text), then its `text` chunks (word windows).
+    """Per page: one `page` chunk (render + whole text), then its `text` chunks (word windows), then,
+    with `cfg.pdf_tables`, its tables' `text` chunks.
 
-    Locators are `page=i` and `page=i;chunk=j` (zero-based). `meta` holds `pages` (the page count)
-    and the document `title` when the PDF has one.
+    Locators are `page=i`, `page=i;chunk=j` and `page=i;table=k[;chunk=j]` (zero-based). `meta`
+    holds `pages` (the page count) and the document `title` when the PDF has one; table chunks'
+    `meta` has `table: True` too.
 
     Raises:
         IngestError: not a PDF, corrupt, encrypted, no pages, or more than `cfg.max_pdf_pages` pages.
+        MMRAGError: `cfg.pdf_tables` on and pdfplumber not installed.
     """
     pdfium = _pdfium()
     with PDFIUM_LOCK:
@@ -140,8 +149,13 @@ def iter_pdf_chunks(
         meta: dict[str, Any] = {"pages": n_pages}
         if title:
             meta["title"] = title
-        for i in range(n_pages):
-            yield from _page_chunks(pdfium, pdf, i, str(path), cfg, ocr, meta)
+        tables = PdfTables(path) if cfg.pdf_tables else None  # opened once for the whole file
+        try:
+            for i in range(n_pages):
+                yield from _page_chunks(pdfium, pdf, i, str(path), cfg, ocr, meta, tables)
+        finally:
+            if tables is not None:
+                tables.close()
     finally:
         with PDFIUM_LOCK:
             pdf.close()
@@ -155,6 +169,7 @@ def _page_chunks(
     cfg: IngestConfig,
     ocr: Callable[[Image.Image], str] | None,
     meta: dict[str, Any],
+    tables: PdfTables | None = None,
 ) -> Iterator[Chunk]:
     with PDFIUM_LOCK:
         try:
@@ -192,3 +207,12 @@ def _page_chunks(
         yield Chunk(
             modality="text", path=path, locator=f"page={i};chunk={j}", text=window, page=i, meta=dict(meta)
         )
+    if tables is None or scan is not None or not might_have_table(text):
+        return
+    for k, table in enumerate(tables.page(i)):  # outside the lock: pdfplumber reads the file itself
+        parts = table_windows(table, cfg.chunk_words)
+        for j, part in enumerate(parts):
+            where = f"page={i};table={k}" + (f";chunk={j}" if len(parts) > 1 else "")
+            yield Chunk(
+                modality="text", path=path, locator=where, text=part, page=i, meta={**meta, "table": True}
+            )
