@@ -86,9 +86,16 @@ def test_the_chat_templates_end_of_turn_counts_as_an_end() -> None:
 
 
 def test_labels_need_single_tokens() -> None:
-    assert not LabelAfterSentence(WordTokenizer(), n_labels=0).enabled
     proc = LabelAfterSentence(WordTokenizer(), n_labels=12)  # "10".."12" are not single tokens here
     assert len(proc.labels) == 9
+
+
+def test_without_sources_no_label_can_be_written() -> None:
+    """With no gold evidence the model once answered "... is [1]." although there was no source 1."""
+    proc = LabelAfterSentence(WordTokenizer(), n_labels=0)
+    assert proc.enabled and not proc.labels
+    assert step(proc, ["Sales", " ["], prefer="1", boost={"]": 1.0}) == "]"
+    assert step(proc, ["Sales", " rose", " 14", "."], prefer="</s>") == "</s>"  # nothing is forced
 
 
 def test_a_label_the_model_opens_itself_is_one_that_exists() -> None:

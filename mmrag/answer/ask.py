@@ -247,8 +247,8 @@ def answer(
     t_pack = time.perf_counter() - t1
     t2 = time.perf_counter()
     opts = generation_options(cfg)
-    if getattr(cfg, "label_every_sentence", True) and sources:
-        opts["cite_labels"] = len(sources)
+    if getattr(cfg, "label_every_sentence", True):
+        opts["cite_labels"] = len(sources)  # 0: no label may be written
     if on_token is None:
         text = str(gen.generate(prompt, images, **opts))
     else:

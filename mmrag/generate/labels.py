@@ -6,7 +6,7 @@ is a transformers logits processor that leaves the text to the model and constra
 when a sentence ends (a token ending in `.`, `!` or `?`, or the end of the answer) and the sentence
 carries no `[n]` yet, the next tokens are ` [`, one of the existing labels, and `]`. Which label is
 the model's choice: the one its own logits prefer among `1..n_labels`; labels that do not exist
-cannot be written. A refusal ("Insufficient information") claims nothing and gets no label, and a
+cannot be written, and with no sources at all no label can be opened. A refusal ("Insufficient information") claims nothing and gets no label, and a
 `.` the model continues with a digit (`14.3`) is a decimal point, not a sentence end.
 
 The repetition penalty runs inside this processor on unconstrained steps only, so a label already
@@ -43,7 +43,8 @@ class LabelAfterSentence:
     Args:
         tokenizer: The generator's tokenizer; labels must be single tokens (`1`..`9` in most
             vocabularies), else the processor does nothing.
-        n_labels: Labels `1..n_labels` exist.
+        n_labels: Labels `1..n_labels` exist; 0 (no sources): no sentence is labelled, and a `[`
+            the model writes may not go on with a digit.
         prompt_len: Leading ids that are the prompt (0 for models fed `inputs_embeds`).
         inner: A logits processor applied on unconstrained steps (the repetition penalty), or None.
         end_ids: Token ids that end generation besides the tokenizer's end of sequence (the chat
@@ -63,7 +64,8 @@ class LabelAfterSentence:
         self.close = _single(tokenizer, "]")
         labels = [_single(tokenizer, str(n)) for n in range(1, n_labels + 1)]
         self.labels = [t for t in labels if t is not None]
-        self.enabled = bool(self.open is not None and self.close is not None and self.labels)
+        usable = self.open is not None and self.close is not None
+        self.enabled = bool(usable and (self.labels or n_labels == 0))
         eos = getattr(tokenizer, "eos_token_id", None)
         ends = [eos, *([end_ids] if isinstance(end_ids, int) else list(end_ids or []))]
         self.eos = {int(t) for t in ends if t is not None}
@@ -93,11 +95,14 @@ class LabelAfterSentence:
         out = self.inner(input_ids, scores.clone()) if self.inner is not None else scores.clone()
         for b, row in enumerate(input_ids[:, self.prompt_len :]):
             last = int(row[-1]) if len(row) else None
+            if last in self.opens and not self.labels:
+                out[b, sorted(self.digits)] = float("-inf")  # no sources: "[1]" would cite nothing
+                continue
             if last in self.opens:
                 allowed = self.labels
             elif last in self.labels and len(row) >= 2 and int(row[-2]) in self.opens:
                 allowed = [self.close]  # type: ignore[list-item]
-            elif len(row) and self._needs_label(row, int(out[b].argmax())):
+            elif self.labels and len(row) and self._needs_label(row, int(out[b].argmax())):
                 # the top token after the penalty is the one greedy decoding takes: if that is the
                 # end of the answer, the label comes first
                 allowed = [self.open]  # type: ignore[list-item]

@@ -326,7 +326,7 @@ def generate_from(
     stop_on_repetition: bool | None = None,
     repeat_ngram: int | None = None,
     repetition_penalty: float | None = None,
-    cite_labels: int = 0,
+    cite_labels: int | None = None,
     **gen_kw: Any,
 ) -> str | Iterator[str]:
     """Run `model.generate(**inputs)`, returning the new text (or streaming it); shared by every backend.
@@ -335,7 +335,8 @@ def generate_from(
     the text is cut there, streamed or not, the same way (`mmrag.generate.stopping`). None takes
     `GenerateConfig`'s default for `stop_on_repetition`, `repeat_ngram` and `repetition_penalty`.
     `cite_labels` > 0: each sentence ends with a label `[1]`..`[cite_labels]` that the model picks
-    (`mmrag.generate.labels`).
+    (`mmrag.generate.labels`); 0: there are no sources, and no label may be written; None: no
+    constraint.
     """
     import torch
     from transformers import LogitsProcessorList, StoppingCriteriaList, TextIteratorStreamer
@@ -369,7 +370,7 @@ def generate_from(
     penalty = penalty_processor(
         d.repetition_penalty if repetition_penalty is None else repetition_penalty, start
     )
-    if cite_labels > 0:
+    if cite_labels is not None:
         from mmrag.generate.labels import LabelAfterSentence
 
         ends = kw.get("eos_token_id", getattr(model.generation_config, "eos_token_id", None))
