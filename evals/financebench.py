@@ -61,28 +61,43 @@ SEARCH_SETTINGS = ("fusion", "rrf_k", "prefetch", "dense_weight")
 """Configuration keys that set `search` settings for the configuration's run (fusion studies)."""
 
 
+def variant_of(options: Mapping[str, Any]) -> tuple[str, ...]:
+    """The index options (`INDEX_OPTIONS`) a configuration turns on: which index it reads."""
+    return tuple(o for o in INDEX_OPTIONS if options.get(o))
+
+
+def variant_name(variant: Sequence[str]) -> str:
+    return "+".join(variant) or "plain"
+
+
 def open_index(
-    pdfs: Sequence[Path], cfg: EvalConfig, progress: bool = False, contextual: bool = False
+    pdfs: Sequence[Path], cfg: EvalConfig, progress: bool = False, variant: Sequence[str] = ()
 ) -> tuple[Pipeline, IndexReport]:
     """A pipeline over `pdfs` (and the indexing report), cached in `runs/financebench/index-<key>`;
-    `contextual`: built with contextual chunks (`ingest.contextual`)."""
+    `variant`: the index options it is built with (`contextual`: `ingest.contextual`, `tables`:
+    `ingest.pdf_tables`)."""
     from mmrag.config import MMRAGConfig
     from mmrag.evals._index import open_cached
 
-    given = cfg.index_contextual if contextual else cfg.index
+    contextual, tables = "contextual" in variant, "tables" in variant
+    given = {(): cfg.index, ("contextual",): cfg.index_contextual}.get(tuple(variant))
     if given:  # an index built elsewhere over the same PDFs: searched as it is, never re-indexed
         from mmrag.pipeline import Pipeline
         from mmrag.types import IndexReport
 
         pipe = Pipeline.load(given)
-        if bool(pipe.config.ingest.contextual) != contextual:
+        ing = pipe.config.ingest
+        if (bool(ing.contextual), bool(ing.pdf_tables)) != (contextual, tables):
             pipe.close()
-            raise MMRAGError(f"{given}: built with ingest.contextual={pipe.config.ingest.contextual}")
+            raise MMRAGError(
+                f"{given}: built with ingest.contextual={ing.contextual}, ingest.pdf_tables={ing.pdf_tables}"
+            )
         return pipe, IndexReport()
     mcfg = MMRAGConfig.load(profile=cfg.profile, env={})
     if cfg.image_model:
         mcfg.encoders.image = None if cfg.image_model.lower() == "none" else cfg.image_model
     mcfg.ingest.contextual = contextual
+    mcfg.ingest.pdf_tables = tables
     return open_cached("financebench", pdfs, mcfg, cfg.runs, progress=progress)
 
 
@@ -159,6 +174,27 @@ def _run_configs(
         finally:
             pipe.config.search = base
     return ms_per_query
+
+
+def _run_variant(
+    pipe: Pipeline,
+    rows: list[dict[str, Any]],
+    todo: list[str],
+    table: Mapping[str, Mapping[str, Any]],
+    hits: int,
+    skipped: dict[str, str],
+    chosen: dict[str, dict[str, Any]],
+) -> dict[str, float]:
+    """Run the configurations `todo` of one index: those it cannot serve go to `skipped` with their
+    reason, the others to `chosen`; milliseconds per question of each."""
+    skipped |= {c: why for c in todo if (why := unavailable(pipe, table[c]))}
+    run_now = {c: dict(table[c]) for c in todo if c not in skipped}
+    chosen |= run_now
+    if any(o.get("hubness") for o in run_now.values()) and pipe.hubness_banks() is None:
+        # banks drawn once into the cached index (not part of its key: they add, never change, points)
+        pipe.config.ingest.hubness_bank = HUBNESS_BANK
+        pipe.build_hubness_banks()
+    return _run_configs(pipe, rows, run_now, hits)
 
 
 def markdown(metrics: dict[str, Any]) -> str:
@@ -244,28 +280,34 @@ def evaluate(
     rows = _rows(questions)
     ms_per_query: dict[str, float] = {}
     index_seconds: dict[str, float] = {}
-    contextual = [c for c in cfg.configs if table[c].get("contextual")]
-    if contextual and len(contextual) < len(cfg.configs):  # the contextual index's configurations first
+    index_dirs: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    chosen: dict[str, dict[str, Any]] = {}
+    variants: dict[tuple[str, ...], list[str]] = {}
+    for c in cfg.configs:
+        variants.setdefault(variant_of(table[c]), []).append(c)
+    # the index the answers read (or the plain one) stays open for the report; the others run first
+    main = () if () in variants else next(iter(variants))
+    if cfg.answers:
+        main = variant_of(table[cfg.answer_config])
+    order = [v for v in variants if v != main] + [main]
+    for v in order:
         t0 = time.perf_counter()
-        ctx_pipe, _ = open_index(pdfs, cfg, progress=show_table, contextual=True)
-        with ctx_pipe:
-            index_seconds["contextual"] = round(time.perf_counter() - t0, 1)
-            ms_per_query |= _run_configs(ctx_pipe, rows, {c: dict(table[c]) for c in contextual}, cfg.hits)
-            ctx_index = str(ctx_pipe.index_dir)
-    t0 = time.perf_counter()
-    pipe, report = open_index(pdfs, cfg, progress=show_table, contextual=len(contextual) == len(cfg.configs))
+        pipe, report = open_index(pdfs, cfg, progress=show_table, variant=v)
+        index_seconds[variant_name(v)] = round(time.perf_counter() - t0, 1)
+        index_dirs[variant_name(v)] = str(pipe.index_dir)
+        try:
+            ms_per_query |= _run_variant(pipe, rows, variants.get(v, []), table, cfg.hits, skipped, chosen)
+        except BaseException:
+            pipe.close()
+            raise
+        if v != main:
+            pipe.close()
+    if not chosen:
+        pipe.close()
+        raise MMRAGError("no configuration can run on this index: " + "; ".join(skipped.values()))
+    chosen = {c: chosen[c] for c in cfg.configs if c in chosen}
     with pipe:
-        index_seconds["plain"] = round(time.perf_counter() - t0, 1)
-        todo = [c for c in cfg.configs if c not in ms_per_query]
-        skipped = {c: why for c in todo if (why := unavailable(pipe, table[c]))}
-        chosen = {c: dict(table[c]) for c in cfg.configs if c not in skipped}
-        if not chosen:
-            raise MMRAGError("no configuration can run on this index: " + "; ".join(skipped.values()))
-        if any(o.get("hubness") for o in chosen.values()) and pipe.hubness_banks() is None:
-            # banks drawn once into the cached index (not part of its key: they add, never change, points)
-            pipe.config.ingest.hubness_bank = HUBNESS_BANK
-            pipe.build_hubness_banks()
-        ms_per_query |= _run_configs(pipe, rows, {c: chosen[c] for c in todo if c in chosen}, cfg.hits)
         answers = None
         if cfg.answers:
             answers = answer_all(pipe, rows, questions, cfg, table[cfg.answer_config], show_table)
@@ -295,7 +337,7 @@ def evaluate(
             "fusion": pipe.config.search.fusion,
             "rrf_k": pipe.config.search.rrf_k,
             "index": str(pipe.index_dir),
-            "index_contextual": ctx_index if contextual and len(contextual) < len(cfg.configs) else None,
+            "indexes": index_dirs,
             "points": pipe.store.count(),
             "index_seconds": index_seconds,
             "index_reused": report.files_indexed == 0,

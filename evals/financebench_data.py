@@ -71,9 +71,19 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "hybrid+contextual+routing+pages": {"contextual": True, "route": "filter", "group": "page"},
     "hybrid+contextual+routing+two-stage": {"contextual": True, "route": "filter", "group": "document-page"},
     "dense-text+routing+contextual": {"spaces": ["text"], "route": "filter", "contextual": True},
+    # tables (`ingest.pdf_tables`): a text chunk per table whose rows keep their labels and headers
+    "hybrid(3:1)+routing+tables": {"dense_weight": 3.0, "route": "filter", "tables": True},
+    "hybrid(3:1)+tables": {"dense_weight": 3.0, "tables": True},
+    "hybrid(3:1)+contextual+routing+tables": {
+        "dense_weight": 3.0,
+        "contextual": True,
+        "route": "filter",
+        "tables": True,
+    },
 }
-INDEX_OPTIONS = ("contextual",)
-"""Configuration keys that choose the index (an ingest setting) rather than a search option."""
+INDEX_OPTIONS = ("contextual", "tables")
+"""Configuration keys that choose the index (an ingest setting: `ingest.contextual`,
+`ingest.pdf_tables`) rather than a search option; each combination is an index of its own."""
 DEFAULT_CONFIGS = (
     "bm25",
     "dense-text",
@@ -82,6 +92,7 @@ DEFAULT_CONFIGS = (
     "hybrid(3:1)",
     "hybrid(3:1)+routing",
     "hybrid(3:1)+contextual+routing",
+    "hybrid(3:1)+routing+tables",
     "hybrid(3:1)+routing+pages",
     "hybrid(3:1)+routing+two-stage",
 )
@@ -241,7 +252,7 @@ class EvalConfig:
     index: str | None = None
     """Search this existing index of the same PDFs instead of the cached one (never re-indexed)."""
     index_contextual: str | None = None
-    """The same for the configurations that read the index with contextual chunks."""
+    """The same for the configurations that read the index with contextual chunks (and no tables)."""
     answers: bool = False
     """Also generate answers (slow) from the `answer_config` hits and from the gold pages."""
     answer_config: str = "hybrid"

@@ -203,7 +203,8 @@ def test_real_run_on_three_filings(shared_data: Path, tmp_path: Path) -> None:
     assert out["questions"] == len(expected) and out["documents"] == 3
     # EfficientNet has no text side: the image configuration is reported as skipped, not scored
     assert set(out["configs"]) == set(DEFAULT_CONFIGS) - {"image"}
-    assert out["split"] == "all" and out["index_contextual"] != out["index"]
+    assert out["split"] == "all" and out["index"] == out["indexes"]["plain"]
+    assert len(set(out["indexes"].values())) == 3  # plain, contextual, tables: an index each
     assert "no text side" in out["skipped"]["image"]
     run = Path(out["run"])
     rows = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
@@ -224,5 +225,6 @@ def test_real_run_on_three_filings(shared_data: Path, tmp_path: Path) -> None:
     assert (run / "sweep.png").stat().st_size > 0
     # a second run reuses the cached index
     again = json.loads(CliRunner().invoke(app, args).stdout)
-    # (two indexes: plain, and with contextual chunks for the `+contextual` rows)
-    assert again["index"] == out["index"] and len(list((runs / "financebench").glob("index-*"))) == 2
+    # (three indexes: plain, with contextual chunks for the `+contextual` rows, with tables for `+tables`)
+    assert again["index"] == out["index"] and len(list((runs / "financebench").glob("index-*"))) == 3
+    assert again["indexes"] == out["indexes"]
