@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from mmrag.answer.ask import Answer, Source, duplicate_sources, merge_hits, pack_context
 from mmrag.answer.cite import check_citations, labels_in, sentences, source_uri
 from mmrag.types import Hit
@@ -85,7 +88,7 @@ def test_source_links() -> None:
     assert source_uri("/d/n.txt") == "file:///d/n.txt"
 
 
-def test_cli_lists_sources_as_links_and_flags_bad_labels() -> None:
+def test_cli_lists_sources_as_links_and_flags_bad_labels(tmp_path: Path, monkeypatch: Any) -> None:
     import io
     import re
 
@@ -96,7 +99,9 @@ def test_cli_lists_sources_as_links_and_flags_bad_labels() -> None:
     srcs = [
         Source(1, Hit("p", 0.9, "page", "/docs/r.pdf", page=3, text="t")),
         Source(2, Hit("n", 0.5, "text", "/d/n.txt")),
+        Source(3, Hit("m", 0.4, "text", str(tmp_path.parent / "data" / "m.txt"))),
     ]
+    monkeypatch.chdir(tmp_path)
     out = io.StringIO()
     con = Console(file=out, force_terminal=True, width=200, color_system="standard")
     _print_sources(con, Answer("q", "It rose [1]. It fell [5]. Flat.", srcs))
@@ -104,4 +109,6 @@ def test_cli_lists_sources_as_links_and_flags_bad_labels() -> None:
     assert "\x1b]8;" in raw and "file:///docs/r.pdf#page=4" in raw  # OSC 8 hyperlinks to the sources
     text = re.sub(r"\x1b\]8;[^\x1b]*\x1b\\|\x1b\[[0-9;]*m", "", raw)
     assert "Sources (cited: 1)" in text and "*[1] 0.900 page  /docs/r.pdf p.4" in text
+    # a source near the working directory prints relative to it (the link stays absolute)
+    assert " [3] 0.400 text  ../data/m.txt" in text and f"file://{tmp_path.parent}/data/m.txt" in raw
     assert "cited without a source: [5]" in text and "1 sentence(s) cite no source" in text

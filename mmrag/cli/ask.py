@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mmrag.cli.common import guarded, open_pipeline, print_json, stdout_console
+from mmrag.cli.common import guarded, open_pipeline, print_json, shown_path, stdout_console
 from mmrag.cli.options import (
     AdaptiveKOpt,
     ChoiceOpt,
@@ -117,7 +117,7 @@ def _print_sources(con: Any, ans: Any) -> None:
         img = " \\[image]" if s.used_image else ""
         con.print(
             f"{mark}[link={uri}]\\[{s.label}][/link] {h.score:.3f} {h.modality:5s} "
-            f"[link={uri}]{escape(h.path)}[/link] {s.locator()}{img}",
+            f"[link={uri}]{escape(shown_path(h.path))}[/link] {s.locator()}{img}",
             highlight=False,
         )
     if c.invalid:

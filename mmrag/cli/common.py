@@ -59,6 +59,22 @@ def user_errors() -> Iterator[None]:
         fail(str(e))
 
 
+def shown_path(path: str) -> str:
+    """A path as the CLI prints it: relative to the working directory when that is short
+    (`../data/report.pdf`), else under `~`, else absolute; links keep the absolute path."""
+    import os
+
+    p = Path(path)
+    try:
+        rel = os.path.relpath(p)
+    except ValueError:  # another drive
+        return path
+    if rel.split(os.sep).count("..") <= 2:
+        return rel
+    home = Path.home()
+    return f"~{os.sep}{p.relative_to(home)}" if p.is_relative_to(home) else path
+
+
 def open_pipeline(
     index: Path, profile: str | None, config: Path | None, qdrant_url: str | None, **overrides: Any
 ) -> Any:
