@@ -85,6 +85,16 @@ def test_the_chat_templates_end_of_turn_counts_as_an_end() -> None:
     )
 
 
+def test_an_answer_reaching_the_token_limit_mid_sentence_gets_its_label() -> None:
+    """A 40-query run had an answer cut by the limit after "... are linked to", with no label."""
+    proc = LabelAfterSentence(WordTokenizer(), n_labels=2, max_new_tokens=6)
+    assert step(proc, ["Sales", " rose"], prefer=" 14") == " 14"  # room left: the model goes on
+    assert step(proc, ["Sales", " rose", " 14"], prefer=" More") == " ["  # 3 tokens left: label now
+    assert step(proc, ["Sales", " rose", " 14", " [", "1"], prefer=" More") == "]"
+    done = ["Sales", " [", "1", "]", " rose"]
+    assert step(proc, done, prefer=" More") == " More"  # already labelled
+
+
 def test_labels_need_single_tokens() -> None:
     proc = LabelAfterSentence(WordTokenizer(), n_labels=12)  # "10".."12" are not single tokens here
     assert len(proc.labels) == 9

@@ -3,11 +3,12 @@
 Asked to "cite each claim like [1]", a small model mostly does not (SmolLM2-135M cited in none of
 four tries on dev questions, and copied the prompt's example sentence instead). `LabelAfterSentence`
 is a transformers logits processor that leaves the text to the model and constrains only this:
-when a sentence ends (a token ending in `.`, `!` or `?`, or the end of the answer) and the sentence
-carries no `[n]` yet, the next tokens are ` [`, one of the existing labels, and `]`. Which label is
-the model's choice: the one its own logits prefer among `1..n_labels`; labels that do not exist
-cannot be written, and with no sources at all no label can be opened. A refusal ("Insufficient information") claims nothing and gets no label, and a
-`.` the model continues with a digit (`14.3`) is a decimal point, not a sentence end.
+when a sentence ends (a token ending in `.`, `!` or `?`, the end of the answer, or the token limit
+three tokens ahead) and the sentence carries no `[n]` yet, the next tokens are ` [`, one of the
+existing labels, and `]`. Which label is the model's choice: the one its own logits prefer among
+`1..n_labels`; labels that do not exist cannot be written, and with no sources at all no label can be
+opened. A refusal ("Insufficient information") claims nothing and gets no label, and a `.` the model
+continues with a digit (`14.3`) is a decimal point, not a sentence end.
 
 The repetition penalty runs inside this processor on unconstrained steps only, so a label already
 cited is not penalised when the model picks the next one.
@@ -49,12 +50,21 @@ class LabelAfterSentence:
         inner: A logits processor applied on unconstrained steps (the repetition penalty), or None.
         end_ids: Token ids that end generation besides the tokenizer's end of sequence (the chat
             template's end of turn): the answer may not end through them without a label either.
+        max_new_tokens: The generation's token limit, or None: an answer about to reach it
+            mid-sentence writes its label in the last three tokens.
     """
 
     def __init__(
-        self, tokenizer: Any, n_labels: int, prompt_len: int = 0, inner: Any = None, end_ids: Any = None
+        self,
+        tokenizer: Any,
+        n_labels: int,
+        prompt_len: int = 0,
+        inner: Any = None,
+        end_ids: Any = None,
+        max_new_tokens: int | None = None,
     ) -> None:
         self.tokenizer = tokenizer
+        self.max_new_tokens = max_new_tokens
         self.prompt_len = prompt_len
         self.inner = inner
         # " [" is what the processor writes; a "[" the model writes itself opens a label too.
@@ -78,7 +88,8 @@ class LabelAfterSentence:
             return False
         # "14." then "3": a decimal point; "vs." an abbreviation
         ended = bool(_END.search(text)) and top not in self.digits and not _ABBREV.search(text)
-        if not ended and top not in self.eos:
+        last_call = self.max_new_tokens is not None and len(row) >= self.max_new_tokens - 3
+        if not ended and top not in self.eos and not last_call:
             return False
         body = _END.sub("", text) if ended else text
         parts = re.split(r"(?<=[.!?])\s+|\n+", body)

@@ -374,7 +374,9 @@ def generate_from(
         from mmrag.generate.labels import LabelAfterSentence
 
         ends = kw.get("eos_token_id", getattr(model.generation_config, "eos_token_id", None))
-        penalty = LabelAfterSentence(tokenizer, cite_labels, start, inner=penalty, end_ids=ends)
+        penalty = LabelAfterSentence(
+            tokenizer, cite_labels, start, inner=penalty, end_ids=ends, max_new_tokens=max_new_tokens
+        )
     if penalty is not None:
         kw["logits_processor"] = LogitsProcessorList([*kw.get("logits_processor", []), penalty])
     if rules.active:
