@@ -152,6 +152,13 @@ def speech(video: Path, seconds: float, work: Path) -> dict[str, Any]:
     (work / "asr").mkdir(exist_ok=True)
     out["end_to_end"] = index_with_asr(video, seconds / 60, work / "asr" / "idx")
     out["load_average_after"] = os.getloadavg()
+    out["how"] = (
+        f"bench/video.py --only-asr --minutes {round(seconds / 60)}: real-time factor on 5 minutes "
+        "of espeak-ng narration (80% speech), then the source loop with that narration as its "
+        "soundtrack and no subtitles indexed with asr=auto (offline profile); real_time_factor is "
+        f"wall time / audio time, cpu_* this process's CPU seconds / {_cores()} cores; "
+        "load_average_* says how shared the cores were"
+    )
     print(json.dumps(out["end_to_end"]), file=sys.stderr)
     return out
 
