@@ -32,6 +32,7 @@ VOCAB = [
     "9",
     " vs",
     "[",
+    "\n\n",
 ]
 
 
@@ -93,6 +94,14 @@ def test_an_answer_reaching_the_token_limit_mid_sentence_gets_its_label() -> Non
     assert step(proc, ["Sales", " rose", " 14", " [", "1"], prefer=" More") == "]"
     done = ["Sales", " [", "1", "]", " rose"]
     assert step(proc, done, prefer=" More") == " More"  # already labelled
+
+
+def test_a_line_break_ends_a_claim() -> None:
+    """Over the PepsiCo PDF the model wrote "... was 14.3%", a blank line and the same line again: the
+    repetition stop cut the copy and left the first line without a label."""
+    proc = LabelAfterSentence(WordTokenizer(), n_labels=2)
+    assert step(proc, ["Sales", " rose", " 14"], prefer="\n\n") == " ["
+    assert step(proc, ["Sales", " rose", " 14", " [", "1", "]"], prefer="\n\n") == "\n\n"
 
 
 def test_labels_need_single_tokens() -> None:

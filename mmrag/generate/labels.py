@@ -3,8 +3,8 @@
 Asked to "cite each claim like [1]", a small model mostly does not (SmolLM2-135M cited in none of
 four tries on dev questions, and copied the prompt's example sentence instead). `LabelAfterSentence`
 is a transformers logits processor that leaves the text to the model and constrains only this:
-when a sentence ends (a token ending in `.`, `!` or `?`, the end of the answer, or the token limit
-three tokens ahead) and the sentence carries no `[n]` yet, the next tokens are ` [`, one of the
+when a sentence ends (a token ending in `.`, `!` or `?`, a line break, the end of the answer, or the
+token limit three tokens ahead) and the sentence carries no `[n]` yet, the next tokens are ` [`, one of the
 existing labels, and `]`. Which label is the model's choice: the one its own logits prefer among
 `1..n_labels`; labels that do not exist cannot be written, and with no sources at all no label can be
 opened. A refusal ("Insufficient information") claims nothing and gets no label, and a `.` the model
@@ -81,6 +81,9 @@ class LabelAfterSentence:
         self.eos = {int(t) for t in ends if t is not None}
         self.digits = {t for t in (_single(tokenizer, str(d)) for d in range(10)) if t is not None}
 
+    def _breaks_line(self, token: int) -> bool:
+        return str(self.tokenizer.decode([token])).startswith("\n")
+
     def _needs_label(self, row: torch.Tensor, top: int) -> bool:
         """Whether the sentence just ended (or the answer is about to end) without a label."""
         text = str(self.tokenizer.decode(row, skip_special_tokens=True))
@@ -89,7 +92,9 @@ class LabelAfterSentence:
         # "14." then "3": a decimal point; "vs." an abbreviation
         ended = bool(_END.search(text)) and top not in self.digits and not _ABBREV.search(text)
         last_call = self.max_new_tokens is not None and len(row) >= self.max_new_tokens - 3
-        if not ended and top not in self.eos and not last_call:
+        # a line break ends a line's claim too ("... was 14.3%" then "\n\n" and the same line again,
+        # which the repetition stop cuts: the first line must have its label by then)
+        if not ended and top not in self.eos and not last_call and not self._breaks_line(top):
             return False
         body = _END.sub("", text) if ended else text
         parts = re.split(r"(?<=[.!?])\s+|\n+", body)
