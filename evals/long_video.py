@@ -47,8 +47,8 @@ def _options(cfg: EvalConfig) -> VideoQAOptions:
         context_clips=cfg.context_clips,
         frames=cfg.frames,
         frame_px=cfg.frame_px,
-        normalise=cfg.normalise,  # type: ignore[arg-type]
-        fusion=cfg.fusion,  # type: ignore[arg-type]
+        normalise=cfg.normalise,
+        fusion=cfg.fusion,
         neighbours="auto",
     )
 
