@@ -177,24 +177,14 @@ def _run_configs(
 
 
 def _run_variant(
-    pipe: Pipeline,
-    rows: list[dict[str, Any]],
-    todo: list[str],
-    table: Mapping[str, Mapping[str, Any]],
-    hits: int,
-    skipped: dict[str, str],
-    chosen: dict[str, dict[str, Any]],
+    pipe: Pipeline, rows: list[dict[str, Any]], configs: dict[str, dict[str, Any]], hits: int
 ) -> dict[str, float]:
-    """Run the configurations `todo` of one index: those it cannot serve go to `skipped` with their
-    reason, the others to `chosen`; milliseconds per question of each."""
-    skipped |= {c: why for c in todo if (why := unavailable(pipe, table[c]))}
-    run_now = {c: dict(table[c]) for c in todo if c not in skipped}
-    chosen |= run_now
-    if any(o.get("hubness") for o in run_now.values()) and pipe.hubness_banks() is None:
+    """Run `configs` on one index (drawing hubness banks first when one needs them); ms per question."""
+    if any(o.get("hubness") for o in configs.values()) and pipe.hubness_banks() is None:
         # banks drawn once into the cached index (not part of its key: they add, never change, points)
         pipe.config.ingest.hubness_bank = HUBNESS_BANK
         pipe.build_hubness_banks()
-    return _run_configs(pipe, rows, run_now, hits)
+    return _run_configs(pipe, rows, configs, hits)
 
 
 def markdown(metrics: dict[str, Any]) -> str:
@@ -297,7 +287,11 @@ def evaluate(
         index_seconds[variant_name(v)] = round(time.perf_counter() - t0, 1)
         index_dirs[variant_name(v)] = str(pipe.index_dir)
         try:
-            ms_per_query |= _run_variant(pipe, rows, variants.get(v, []), table, cfg.hits, skipped, chosen)
+            todo = variants.get(v, [])
+            skipped |= {c: why for c in todo if (why := unavailable(pipe, table[c]))}
+            run_now = {c: dict(table[c]) for c in todo if c not in skipped}
+            chosen |= run_now
+            ms_per_query |= _run_variant(pipe, rows, run_now, cfg.hits)
         except BaseException:
             pipe.close()
             raise

@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from mmrag.device import resolve_device
-from mmrag.generate.llm import generate_from, load_causal_lm
+from mmrag.generate.decode import generate_from
+from mmrag.generate.llm import load_causal_lm
 from mmrag.generate.missing import bridge_missing
 from mmrag.generate.towers import EfficientNetTower, HFVisionTower, load_vision_tower
 from mmrag.types import MMRAGError

@@ -43,7 +43,7 @@ class Generator:
         stream: bool = False,
         **gen_kw: Any,
     ) -> str | Iterator[str]:
-        """Answer `prompt` (about `images`); `gen_kw` reaches `mmrag.generate.llm.generate_from`
+        """Answer `prompt` (about `images`); `gen_kw` reaches `mmrag.generate.decode.generate_from`
         (`stop_on_repetition`, `repeat_ngram`, `repetition_penalty`, transformers' generate options)."""
         if images and not self.reads_images:
             raise MMRAGError(f"{self.model_id} reads no images; use a VLM or a bridge as the generator")

@@ -2,7 +2,7 @@
 
 Small models loop: the same sentence comes back until the token limit (ten times, 41 s, for one
 question in the page). Every backend (text LLM, HF VLM, bridge) generates through
-`mmrag.generate.llm.generate_from`, which adds three things built here:
+`mmrag.generate.decode.generate_from`, which adds three things built here:
 
 - `RepetitionStop`, a transformers `StoppingCriteria`: generation ends as soon as the text repeats a
   sentence or an n-gram of words, or writes one of the stop strings;

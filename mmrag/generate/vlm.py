@@ -15,7 +15,8 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mmrag.device import resolve_device, resolve_dtype, torch_dtype
-from mmrag.generate.llm import generate_from, quantization_config
+from mmrag.generate.decode import generate_from
+from mmrag.generate.llm import quantization_config
 from mmrag.generate.missing import OFFLINE_GENERATOR, load_error
 from mmrag.types import MMRAGError
 
