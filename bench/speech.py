@@ -1,4 +1,4 @@
-"""Speech in the long-video benchmark: accuracy on the spoken facts with subtitles, with ASR only and
+r"""Speech in the long-video benchmark: accuracy on the spoken facts with subtitles, with ASR only and
 with neither; clip Hits@5 from transcripts; the offline ASR's word error rate; and jfk.flac.
 
 One seed per run: the dev seed (0) chooses settings, the test seed (1) gives the reported numbers.
@@ -8,13 +8,16 @@ One seed per run: the dev seed (0) chooses settings, the test seed (1) gives the
   accuracy is the long-video number; its Hits@5 on the speech questions is retrieval from transcripts.
 - `subtitles`: the speech questions only, with the spoken lines given as a subtitle file, no ASR.
 - `none`: the speech questions only, with neither (the spoken facts are nowhere in the index).
+- `NAME:chat` (`asr:chat`, `subtitles:chat`): the same condition with the clip text scored as the
+  chat reply (`text_scoring="chat"`, the method before the completion evidence), in the same run.
 
 The word error rate compares the transcript of the benchmark's soundtrack (the cached one the `asr`
 index used) with the lines espeak-ng said. jfk.flac (11 s of a 1961 speech) is transcribed and
 indexed alone, and searched for "ask not what your country can do for you".
 
     python bench/speech.py --seed 0 --out bench/results/speech_dev.json
-    python bench/speech.py --seed 1 --out bench/results/speech_test.json
+    python bench/speech.py --seed 1 --out bench/results/speech_test.json \
+        --conditions asr,asr:chat,subtitles,subtitles:chat,none
 """
 
 from __future__ import annotations
@@ -34,13 +37,14 @@ JFK = Path(__file__).resolve().parents[2] / "shared" / "data" / "audio" / "jfk.f
 PHRASE = "ask not what your country can do for you"
 
 
-def condition(cfg: Any, speech: str, kinds: str = "") -> dict[str, Any]:
+def condition(cfg: Any, speech: str, kinds: str = "", scoring: str = "pmi") -> dict[str, Any]:
     """One long-video run in a speech condition; its metrics (and the speech questions' rows)."""
     from dataclasses import replace
 
     from mmrag.evals.long_video import evaluate
 
-    metrics = evaluate(replace(cfg, speech=speech, kinds=kinds, ablations=False), show_progress=False)
+    run = replace(cfg, speech=speech, kinds=kinds, ablations=False, text_scoring=scoring)
+    metrics = evaluate(run, show_progress=False)
     rows = [json.loads(line) for line in (Path(metrics["run"]) / "samples.jsonl").read_text().splitlines()]
     speech_rows = [r for r in rows if r["kind"] == "speech"]
     n = len(speech_rows)
@@ -126,17 +130,22 @@ def main() -> None:
     result["generator"] = args.generator or "offline bridge (efficientnet-lite0 + SmolLM2-135M)"
     result["machine"] = machine(libs=("faster-whisper", "ctranslate2", "av"))
     result["conditions"] = {}
-    for speech in args.conditions.split(","):
+    for name in args.conditions.split(","):
+        speech, _, scoring = name.partition(":")  # `asr:chat`: the same with the chat-reply text scoring
         t0 = time.perf_counter()
-        m = condition(cfg, speech, kinds="" if speech == "asr" and not args.speech_only else "speech")
+        kinds = "" if speech == "asr" and not args.speech_only else "speech"
+        m = condition(cfg, speech, kinds, scoring or "pmi")
         keep = ("questions", "counts", "retrieval", "accuracy", "speech_questions", "index_seconds", "run")
-        result["conditions"][speech] = {k: m[k] for k in keep} | {"seconds": round(time.perf_counter() - t0)}
-        print(speech, json.dumps(result["conditions"][speech]["speech_questions"]), file=sys.stderr)
+        result["conditions"][name] = {k: m[k] for k in keep} | {"seconds": round(time.perf_counter() - t0)}
+        result["conditions"][name]["text_scoring"] = scoring or "pmi"
+        print(name, json.dumps(result["conditions"][name]["speech_questions"]), file=sys.stderr)
     result["wer"] = transcript_wer(cfg)
     result["jfk"] = jfk(args.asr_model)
     acc = {c: v["speech_questions"]["accuracy"] for c, v in result["conditions"].items()}
-    if acc.get("subtitles") and acc.get("asr") is not None:
-        result["asr_over_subtitles"] = round(acc["asr"] / acc["subtitles"], 4)
+    for tag in ("", ":chat"):  # the ratio per text scoring, where both conditions ran with it
+        if acc.get(f"subtitles{tag}") and acc.get(f"asr{tag}") is not None:
+            key = "asr_over_subtitles" + tag.replace(":", "_")
+            result[key] = round(acc[f"asr{tag}"] / acc[f"subtitles{tag}"], 4)
     write_json(result, args.out)
     print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=1))
 

@@ -49,6 +49,7 @@ def _options(cfg: EvalConfig) -> VideoQAOptions:
         frame_px=cfg.frame_px,
         normalise=cfg.normalise,
         fusion=cfg.fusion,
+        text_scoring=cfg.text_scoring,
         neighbours="auto",
     )
 

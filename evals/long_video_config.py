@@ -58,6 +58,8 @@ class EvalConfig:
     """The offline bridge was trained on 64-px easy-VQA images and reads colours best at that scale."""
     normalise: str = "mean"
     fusion: str = "auto"
+    text_scoring: str = "pmi"
+    """Late fusion: `pmi` (a clip's text read as a plain continuation; see `VideoQAOptions`) or `chat`."""
     clip_seconds: float = 10.0
     tvqa: str | None = None
     """`tvqa_val_edited.json`: run TVQA-long instead of the generated benchmark."""

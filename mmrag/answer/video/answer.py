@@ -12,6 +12,10 @@ projector bridge was trained on one 64-px image and a one-line question):
     clip       p(c | both) ∝ subtitles * frames / prior  naive Bayes: each source's evidence counted once
     answer     sum over clips of w_clip * p(c | clip)    a mixture, w = 1/rank (Goldfish answers per clip too)
 
+With `text_scoring="pmi"` (the default) a clip's text is first read as a plain continuation
+(`mmrag.answer.video.evidence`): when it singles out one choice by `text_margin` nats, the clip term
+is the prior times that evidence and the frames do not count; otherwise the text is scored as above.
+
 Without frames (or without subtitles) the clip term is the other source alone, so the ablations
 are the same computation with a source switched off, and `VideoAnswer.parts` holds them.
 """
@@ -31,6 +35,7 @@ from mmrag.answer.video.clips import (
     context_clips,
     retrieve_clips,
 )
+from mmrag.answer.video.evidence import decisive, evidence, reads_completions
 from mmrag.answer.video.frames import frames_for_clip, shrink, split_frame_budget
 from mmrag.answer.video.scoring import (
     log_mixture,
@@ -52,6 +57,15 @@ ClipFrames = list[tuple[float, "Image.Image"]]
 """A clip's frames with their times (seconds)."""
 
 
+def clip_text(clip: VideoClip) -> str:
+    """What was said during the clip (subtitles or transcript), and any caption as `(on screen: ...)`."""
+    body = " ".join((clip.hit.text or "").split())
+    caption = clip.hit.payload.get("caption")
+    if caption and str(caption) not in body:
+        body = f"{body} (on screen: {' '.join(str(caption).split())})".strip()
+    return body
+
+
 def subtitle_context(clips: Sequence[VideoClip], budget_chars: int) -> str:
     """One line per clip in time order: `[00:12:31–00:12:41] what was said` (and any caption)."""
     from pathlib import Path
@@ -60,10 +74,7 @@ def subtitle_context(clips: Sequence[VideoClip], budget_chars: int) -> str:
     lines: list[str] = []
     used = 0
     for c in sorted(clips, key=lambda c: (c.hit.path, c.hit.t_start or 0.0)):
-        body = " ".join((c.hit.text or "").split())
-        caption = c.hit.payload.get("caption")
-        if caption and str(caption) not in body:
-            body = f"{body} (on screen: {' '.join(str(caption).split())})".strip()
+        body = clip_text(c)
         head = (
             f"{Path(c.hit.path).name} " if several else ""
         ) + f"[{format_span(c.hit.t_start or 0.0, c.hit.t_end)}]"
@@ -125,10 +136,18 @@ def _late_scores(
     backend, norm = gen.backend, opts.normalise
     bare = build_prompt(question, [], opts, choices, family)
     prior = log_softmax(score_choices(backend, bare, [], choices, norm))
+    pmi = opts.text_scoring == "pmi" and reads_completions(backend)
+    baseline: list[float] | None = None
     subs_rows, frame_rows, clip_rows = [], [], []
     for c, fr in zip(clips, frames, strict=True):
-        subs = prior
-        if opts.use_subtitles and (c.hit.text or c.hit.payload.get("caption")):
+        subs, alone = prior, False
+        text = clip_text(c) if opts.use_subtitles else ""
+        if text and pmi:
+            said, baseline = evidence(backend, question, text, choices, baseline, opts.prompt_dir)
+            alone = decisive(said, opts.text_margin)
+            if alone:  # the text states the answer: it decides for this clip, frames or not
+                subs = log_softmax([p + e for p, e in zip(prior, said, strict=True)])
+        if text and not alone:
             prompt = build_prompt(question, [c], opts, choices, family)
             subs = log_softmax(score_choices(backend, prompt, [], choices, norm))
         seen = prior
@@ -139,7 +158,7 @@ def _late_scores(
             seen = log_softmax([sum(col) / len(rows) for col in zip(*rows, strict=True)])
         subs_rows.append(subs)
         frame_rows.append(seen)
-        clip_rows.append(naive_bayes(prior, subs, seen))
+        clip_rows.append(subs if alone else naive_bayes(prior, subs, seen))
     weights = clip_weights(clips)
     parts = {
         "subtitles": log_mixture(subs_rows, weights),
@@ -274,6 +293,7 @@ __all__ = [
     "answer_from_clips",
     "answer_video",
     "build_prompt",
+    "clip_text",
     "decode_frames",
     "subtitle_context",
 ]

@@ -83,6 +83,16 @@ class VideoQAOptions:
     over the sources with the question-only prior, then a mixture over clips weighted 1/rank), which
     suits generators trained on one image and short prompts; `auto` is `late` for a projector bridge
     and `joint` otherwise."""
+    text_scoring: Literal["pmi", "chat"] = "pmi"
+    """Late fusion: how a clip's subtitles (or transcript) weigh the choices. `pmi`: each choice as
+    a plain continuation of the text and the question, against the question alone
+    (`mmrag.answer.video.evidence`); a text that singles out a choice by `text_margin` nats answers
+    for its clip, and any other text joins the frames as `chat` does. `chat`: the choice as the chat
+    reply to the text and question, always combined with the frames. (`pmi` needs a text LLM or a
+    bridge; a VLM uses `chat`.)"""
+    text_margin: float = 1.0
+    """Nats by which the text's best choice must beat the runner-up for the text to answer alone
+    (chosen on the dev seed of the generated long-video benchmark, from 0.8 to 3.0)."""
     context_chars: int = 3000
     """Budget of subtitle text in the prompt."""
     max_new_tokens: int = 64

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from mmrag.types import MMRAGError
@@ -62,8 +63,9 @@ def score_choices(
     """
     if not choices:
         raise MMRAGError("no choices to score")
-    per_token = choice_logprobs(backend, prompt, images, choices)
-    return [reduce_logprobs(lp, normalise) for lp in per_token]
+    forms, owner = expand_forms(choices)
+    per_token = choice_logprobs(backend, prompt, images, forms)
+    return fold_forms([reduce_logprobs(lp, normalise) for lp in per_token], owner, len(choices), normalise)
 
 
 def score_choices_each(
@@ -76,11 +78,13 @@ def score_choices_each(
     """`score_choices` with each image alone, one row per image (batched on a bridge)."""
     if not choices:
         raise MMRAGError("no choices to score")
+    forms, owner = expand_forms(choices)
     if hasattr(backend, "projector") and hasattr(backend, "chat_parts") and images:
-        rows = _bridge_logprobs(backend, prompt, images, choices, each=True)
+        rows = _bridge_logprobs(backend, prompt, images, forms, each=True)
     else:
-        rows = [choice_logprobs(backend, prompt, [im], choices) for im in images]
-    return [[reduce_logprobs(lp, normalise) for lp in row] for row in rows]
+        rows = [choice_logprobs(backend, prompt, [im], forms) for im in images]
+    n = len(choices)
+    return [fold_forms([reduce_logprobs(lp, normalise) for lp in row], owner, n, normalise) for row in rows]
 
 
 def choice_logprobs(
@@ -99,6 +103,53 @@ def choice_logprobs(
             raise MMRAGError("a text LLM reads no images; score it without frames")
         return _text_logprobs(backend, prompt, choices)
     raise MMRAGError(f"cannot score choices with a {type(backend).__name__}")
+
+
+# -- surface forms ----------------------------------------------------------------------------------
+
+
+@cache
+def _number_words() -> dict[str, int]:
+    from num2words import num2words
+
+    return {str(num2words(i)): i for i in range(1001)}
+
+
+def choice_forms(choice: str) -> list[str]:
+    """The ways an answer may be written: itself, and a number's other spelling (`twelve` / `12`).
+
+    Speech recognisers write numbers as digits ("the hotel has 12 windows") where choices often spell
+    them out, and the other way round; a choice is as likely as all its forms together.
+    """
+    from num2words import num2words
+
+    word = " ".join(choice.lower().replace(",", "").split())
+    if word.isdigit() and int(word) <= 1000:
+        return [choice, str(num2words(int(word)))]
+    if word in _number_words():
+        return [choice, str(_number_words()[word])]
+    return [choice]
+
+
+def expand_forms(choices: Sequence[str]) -> tuple[list[str], list[int]]:
+    """Every form of every choice, and the index of the choice each form belongs to."""
+    forms, owner = [], []
+    for i, c in enumerate(choices):
+        for f in choice_forms(c):
+            forms.append(f)
+            owner.append(i)
+    return forms, owner
+
+
+def fold_forms(scores: Sequence[float], owner: Sequence[int], n: int, normalise: Normalise) -> list[float]:
+    """One score per choice from its forms' scores: log of the summed probabilities for `sum`
+    (the probability of the answer in any form), the best form's for `mean` (not a probability)."""
+    out: list[float] = []
+    for i in range(n):
+        mine = [s for s, o in zip(scores, owner, strict=True) if o == i]
+        top = max(mine)
+        out.append(top if normalise == "mean" else top + math.log(sum(math.exp(s - top) for s in mine)))
+    return out
 
 
 # -- late fusion ------------------------------------------------------------------------------------
@@ -246,7 +297,10 @@ def _vlm_logprobs(
 
 __all__ = [
     "Normalise",
+    "choice_forms",
     "choice_logprobs",
+    "expand_forms",
+    "fold_forms",
     "log_mixture",
     "log_softmax",
     "naive_bayes",
