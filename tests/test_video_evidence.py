@@ -12,7 +12,7 @@ import pytest
 from mmrag.answer.video.clips import VideoClip, VideoQAOptions
 from mmrag.answer.video.evidence import completion_prompt, completion_scores, decisive, evidence
 from mmrag.answer.video.scoring import choice_forms, expand_forms, fold_forms, log_softmax, score_choices
-from mmrag.types import Hit
+from mmrag.types import Hit, MMRAGError
 
 torch = pytest.importorskip("torch")
 
@@ -129,3 +129,5 @@ def test_a_decisive_text_answers_alone_in_late_fusion(tmp_path: Path) -> None:
     chat = answer_from_clips(gen, QUESTION, [clip], CHOICES, replace(opts, text_scoring="chat"), frames)
     assert never.scores == pytest.approx(chat.scores, abs=1e-5)  # not decisive: the chat reading
     assert chat.scores != pytest.approx(always.scores, abs=1e-3)
+    with pytest.raises(MMRAGError, match="text_scoring must be pmi or chat"):
+        answer_from_clips(gen, QUESTION, [clip], CHOICES, replace(opts, text_scoring="votes"), frames)  # type: ignore[arg-type]

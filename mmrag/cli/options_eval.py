@@ -105,6 +105,10 @@ MinutesOpt = Annotated[float, _opt("--minutes", text="Length of the generated vi
 FramesOpt = Annotated[int, _opt("--frames", text="Frame budget per question, split across the clips.")]
 ContextClipsOpt = Annotated[int, _opt("--context-clips", text="Retrieved clips the generator reads.")]
 FusionOpt = Annotated[str, _opt("--fusion", text="auto, joint (one prompt) or late (per clip and source).")]
+TextScoringOpt = Annotated[
+    str,
+    _opt("--text-scoring", text="Late fusion: pmi (clip text as plain continuation) or chat (as the reply)."),
+]
 TvqaOpt = Annotated[
     Path | None,
     _opt("--tvqa", text="TVQA-long tvqa_val_edited.json: run TVQA-long instead.", exists=True),

@@ -189,6 +189,8 @@ def answer_from_clips(
         on_token: Free-form mode: called with each generated piece (streaming).
     """
     opts = opts or VideoQAOptions()
+    if opts.text_scoring not in ("pmi", "chat"):
+        raise MMRAGError(f"text_scoring must be pmi or chat (got {opts.text_scoring!r})")
     t0 = time.perf_counter()
     clips = [replace(c) for c in clips]  # n_frames is per answer: the caller's clips stay as they were
     if opts.use_frames and gen.reads_images:
