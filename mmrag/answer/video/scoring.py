@@ -3,7 +3,8 @@
 A choice's score is the log-probability the generator gives its tokens as the assistant's reply
 (the choice text and the end-of-turn marker the chat template puts after it), given the prompt
 and the images: their sum, or their mean (`normalise="mean"`, which does not penalise longer
-choices). The highest score wins; no free text is parsed.
+choices). The highest score wins; no free text is parsed. A choice counts with its other surface
+forms (a number spelled in words or digits, `choice_forms`).
 
 The three generator backends are scored the way they read a prompt:
 
