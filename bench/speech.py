@@ -132,12 +132,13 @@ def main() -> None:
     result["conditions"] = {}
     for name in args.conditions.split(","):
         speech, _, scoring = name.partition(":")  # `asr:chat`: the same with the chat-reply text scoring
+        scoring = scoring or "pmi"
         t0 = time.perf_counter()
         kinds = "" if speech == "asr" and not args.speech_only else "speech"
-        m = condition(cfg, speech, kinds, scoring or "pmi")
+        m = condition(cfg, speech, kinds, scoring)
         keep = ("questions", "counts", "retrieval", "accuracy", "speech_questions", "index_seconds", "run")
         result["conditions"][name] = {k: m[k] for k in keep} | {"seconds": round(time.perf_counter() - t0)}
-        result["conditions"][name]["text_scoring"] = scoring or "pmi"
+        result["conditions"][name]["text_scoring"] = scoring
         print(name, json.dumps(result["conditions"][name]["speech_questions"]), file=sys.stderr)
     result["wer"] = transcript_wer(cfg)
     result["jfk"] = jfk(args.asr_model)

@@ -37,12 +37,18 @@ from mmrag.answer.video.scoring import _cached_logprobs, _ids, expand_forms, fol
 from mmrag.types import MMRAGError
 
 
-def reads_completions(backend: Any) -> bool:
-    """A text LLM or a projector bridge: a tokenizer and a causal LM that can run without a chat turn."""
+def _causal_lm(backend: Any) -> Any | None:
+    """The causal LM under a bridge or a text LLM (which can run without a chat turn); else None."""
     from mmrag.generate.llm import TextGenerator
 
-    bridge = hasattr(backend, "projector") and hasattr(backend, "llm")
-    return bridge or isinstance(backend, TextGenerator)
+    if hasattr(backend, "projector"):
+        return backend.llm
+    return backend.model if isinstance(backend, TextGenerator) else None
+
+
+def reads_completions(backend: Any) -> bool:
+    """A text LLM or a projector bridge: plain completions can be scored."""
+    return _causal_lm(backend) is not None
 
 
 def completion_scores(backend: Any, prefix: str, choices: Sequence[str]) -> list[float]:
@@ -52,9 +58,9 @@ def completion_scores(backend: Any, prefix: str, choices: Sequence[str]) -> list
     """
     if not choices:
         raise MMRAGError("no choices to score")
-    if not reads_completions(backend):
+    lm = _causal_lm(backend)
+    if lm is None:
         raise MMRAGError(f"cannot score plain completions with a {type(backend).__name__}")
-    lm = backend.llm if hasattr(backend, "projector") else backend.model
     tok = backend.tokenizer
     device = next(lm.parameters()).device
     forms, owner = expand_forms(choices)

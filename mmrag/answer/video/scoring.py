@@ -127,9 +127,8 @@ def choice_forms(choice: str) -> list[str]:
     word = " ".join(choice.lower().replace(",", "").split())
     if word.isdigit() and int(word) <= 1000:
         return [choice, str(num2words(int(word)))]
-    if word in _number_words():
-        return [choice, str(_number_words()[word])]
-    return [choice]
+    number = _number_words().get(word)
+    return [choice] if number is None else [choice, str(number)]
 
 
 def expand_forms(choices: Sequence[str]) -> tuple[list[str], list[int]]:
