@@ -34,6 +34,7 @@ from mmrag.encoders.ocr import Ocr
 from mmrag.ingest import (
     discover,
     file_hash,
+    find_files,
     iter_chunks,
     kind_of,
 )
@@ -97,15 +98,26 @@ def test_discover_symlinks(tmp_path: Path) -> None:
     (root / "file_link.png").symlink_to(tmp_path / "outside" / "o.png")
     (root / "broken.png").symlink_to(tmp_path / "nowhere.png")
     (root / "self.png").symlink_to(root / "self.png")
-    files, errors = discover([root], IngestConfig())
-    assert [f.name for f in files] == ["file_link.png", "r.png"]
-    assert [(Path(e.path).name, e.reason) for e in errors] == [
+    found = find_files([root], IngestConfig())
+    # a link that leads outside the folder is left out, with a notice naming the option
+    assert [f.name for f in found.files] == ["r.png"]
+    assert [(Path(e.path).name, e.reason) for e in found.errors] == [
         ("broken.png", "broken symbolic link"),
         ("self.png", "symbolic link loop"),
     ]
-    files, errors = discover([root], IngestConfig(follow_symlinks=True))
-    assert [f.name for f in files] == ["file_link.png", "o.png", "r.png"]
-    assert any(Path(e.path).name == "loop" and "loop" in e.reason for e in errors)
+    assert [Path(e.path).name for e in found.skipped] == ["file_link.png", "linked_dir"]
+    assert all("outside" in e.reason and "--follow-symlinks" in e.reason for e in found.skipped)
+    assert found.roots == [os.path.realpath(root)]
+    found = find_files([root], IngestConfig(follow_symlinks=True))
+    assert [f.name for f in found.files] == ["file_link.png", "o.png", "r.png"]
+    assert any(Path(e.path).name == "loop" and "loop" in e.reason for e in found.errors)
+    assert not found.skipped
+    outside = tmp_path / "outside"
+    assert found.roots == [os.path.realpath(root), str(outside.resolve() / "o.png"), str(outside.resolve())]
+    # a link inside the folder is no notice
+    (root / "inner.png").symlink_to(root / "real" / "r.png")
+    again = find_files([root], IngestConfig())
+    assert "inner.png" in [f.name for f in again.files] and len(again.skipped) == 2
 
 
 def test_file_hash_is_streamed_blake2b(tmp_path: Path) -> None:

@@ -73,10 +73,16 @@ def index_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_index(tmp_path_factory.mktemp("serve"))
 
 
+def token_client(app: Any) -> TestClient:
+    """A client that reaches the app as a local browser would: on 127.0.0.1, with the app's token."""
+    token = app.state.security.token
+    return TestClient(app, base_url="http://127.0.0.1:8000", headers={"Authorization": f"Bearer {token}"})
+
+
 @pytest.fixture
 def client(index_dir: Path) -> Iterator[TestClient]:
     # Function-scoped: each test starts with empty caches. Models stay loaded for the process.
-    with TestClient(create_app(index_dir, preload=False, **GEN)) as c:
+    with token_client(create_app(index_dir, preload=False, **GEN)) as c:
         yield c
 
 
@@ -221,7 +227,9 @@ def test_ask_json(client: TestClient) -> None:
     assert video and video[0]["media"] and video[0]["locator"].count(":") == 4
     assert set(a["cited"]) <= {s["label"] for s in a["sources"]}
     assert client.post("/api/ask", json={"k": 3}).status_code == 400
-    assert client.post("/api/ask", content=b"not json").status_code == 400
+    bad_json = {"Content-Type": "application/json"}
+    assert client.post("/api/ask", content=b"not json", headers=bad_json).status_code == 400
+    assert client.post("/api/ask", content=b"not json").status_code == 415  # not sent as JSON
     assert client.post("/api/ask", json={"question": "eggs", "modality": 3}).status_code == 400
     only = client.post("/api/ask", json={"question": QUESTION, "k": 2, "modality": ["image"]}).json()
     assert only["sources"] and {s["modality"] for s in only["sources"]} == {"image"}
@@ -285,7 +293,7 @@ def test_cli_serve_runs_uvicorn_on_the_app(index_dir: Path, monkeypatch: pytest.
 
     def fake_run(app: Any, **kw: Any) -> None:
         seen.update(kw)
-        with TestClient(app) as c:
+        with token_client(app) as c:
             seen["info"] = c.get("/api/info").json()
 
     monkeypatch.setattr(uvicorn, "run", fake_run)

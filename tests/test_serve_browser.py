@@ -10,10 +10,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import secrets
 import shutil
 import socket
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +30,7 @@ sync_api = pytest.importorskip(
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
+from serving import serving  # noqa: E402
 from test_serve import QUESTION, build_index  # noqa: E402
 
 from mmrag.serve.app import create_app  # noqa: E402
@@ -64,32 +65,9 @@ pytestmark = [
 
 
 @contextmanager
-def serving(app: Any) -> Iterator[str]:
-    """uvicorn on a free port in a thread; yields the base URL once the app has started."""
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 300  # startup loads the models
-    while not server.started:
-        assert thread.is_alive(), "the server stopped during startup"
-        assert time.monotonic() < deadline, "the server did not start in 300 s"
-        time.sleep(0.1)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(60)
-        sock.close()
-
-
-@contextmanager
 def serving_process(index: Path, k: int) -> Iterator[str]:
-    """`mmrag serve` as a subprocess on a free port; yields the base URL once it answers."""
+    """`mmrag serve` as a subprocess on a free port, with a token of its own; yields the URL that
+    carries the token (as `mmrag serve` prints it) once the server answers."""
     import subprocess
     import urllib.request
 
@@ -98,7 +76,8 @@ def serving_process(index: Path, k: int) -> Iterator[str]:
     port = sock.getsockname()[1]
     sock.close()
     cmd = [sys.executable, "-c", "from mmrag.cli import main; main()", "serve", "--index", str(index)]
-    cmd += ["--port", str(port), "-k", str(k)]
+    token = secrets.token_urlsafe(24)
+    cmd += ["--port", str(port), "-k", str(k), "--token", token]
     log = index.parent / "serve.log"  # a file, not a pipe: a full pipe would block the server
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log.open("w"))
     url = f"http://127.0.0.1:{port}"
@@ -109,11 +88,12 @@ def serving_process(index: Path, k: int) -> Iterator[str]:
                 raise AssertionError(f"mmrag serve stopped during startup: {log.read_text()[-2000:]}")
             assert time.monotonic() < deadline, "mmrag serve did not start in 300 s"
             try:
-                with urllib.request.urlopen(url + "/", timeout=5):
+                ask = urllib.request.Request(url + "/api/info", headers={"Authorization": f"Bearer {token}"})
+                with urllib.request.urlopen(ask, timeout=5):
                     break
             except OSError:
                 time.sleep(0.2)
-        yield url
+        yield f"{url}/?token={token}"
     finally:
         proc.terminate()
         try:
@@ -138,8 +118,9 @@ def poll(page: Any, predicate: str, arg: Any = None, timeout: float = 30.0) -> N
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     index = build_index(tmp_path_factory.mktemp("browser"))
-    with serving(create_app(index, k=5, **{"generate.max_new_tokens": 24})) as url:
-        yield url
+    app = create_app(index, k=5, **{"generate.max_new_tokens": 24})
+    with serving(app) as url:
+        yield f"{url}/?token={app.state.security.token}"  # the URL as `mmrag serve` prints it
 
 
 @pytest.fixture
@@ -151,7 +132,8 @@ def page(base_url: str) -> Iterator[Any]:
         pg.on("console", lambda m: errors.append(f"console: {m.text}") if m.type == "error" else None)
         pg.on("pageerror", lambda e: errors.append(f"page error: {e}"))
         pg.set_default_timeout(30_000)
-        pg.goto(base_url + "/")
+        pg.goto(base_url)  # sets the token cookie and lands on the page without the token in its URL
+        assert pg.url.endswith("/") and "token" not in pg.url
         yield pg
         browser.close()
     assert not errors, errors
@@ -240,7 +222,7 @@ def test_pepsico_question_gets_one_cited_answer(pepsico_url: str) -> None:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1100, "height": 900})
         page.set_default_timeout(30_000)
-        page.goto(pepsico_url + "/")
+        page.goto(pepsico_url)
         poll(page, "() => document.querySelector('#index-info').textContent.includes('files')")
         page.fill("#question", PEPSICO_QUESTION)
         page.click("#ask")

@@ -14,6 +14,7 @@ from mmrag.cli.options import (
     ClipSecondsOpt,
     ConfigOpt,
     ContextualOpt,
+    FollowSymlinksOpt,
     IndexOpt,
     JsonOpt,
     MetaOpt,
@@ -43,6 +44,7 @@ def index(
     meta: MetaOpt = None,
     contextual: ContextualOpt = None,
     pdf_tables: PdfTablesOpt = None,
+    follow_symlinks: FollowSymlinksOpt = None,
     page_encoder: PageEncoderOpt = None,
     page_pool: PagePoolOpt = None,
     strict: StrictOpt = False,
@@ -57,7 +59,7 @@ def index(
     err = stderr_console()
     ingest = {"ingest.clip_seconds": clip_seconds, "ingest.asr": asr, "ingest.asr_model": asr_model}
     ingest |= {"ingest.meta_file": str(meta.resolve()) if meta else None, "ingest.contextual": contextual}
-    ingest |= {"ingest.pdf_tables": pdf_tables}
+    ingest |= {"ingest.pdf_tables": pdf_tables, "ingest.follow_symlinks": follow_symlinks}
     ingest |= {"encoders.page": page_encoder, "encoders.page_pool": page_pool}
     with open_pipeline(index, profile, config, qdrant_url, **ingest) as pipe:
         report = pipe.index(paths, progress=progress and not json_out, strict=strict)

@@ -205,6 +205,15 @@ GroupOpt = Annotated[
         panel="Retrieval",
     ),
 ]
+FollowSymlinksOpt = Annotated[
+    bool | None,
+    _opt(
+        "--follow-symlinks/--no-follow-symlinks",
+        text="Follow symbolic links that lead outside the folder being indexed (files and folders); "
+        "without it they are left out with a notice.",
+        panel="Ingest",
+    ),
+]
 MetaOpt = Annotated[
     Path | None,
     _opt(
@@ -313,6 +322,34 @@ HostOpt = Annotated[
     str, _opt("--host", text="Address to listen on (0.0.0.0: every interface).", envvar="MMRAG_HOST")
 ]
 PortOpt = Annotated[int, _opt("--port", text="Port to listen on.", envvar="MMRAG_PORT")]
+TokenOpt = Annotated[
+    str | None,
+    _opt(
+        "--token",
+        text="The token every request must carry (Bearer header, or the cookie the page sets after "
+        "/?token=...); by default a random one, printed in the URL.",
+        envvar="MMRAG_SERVE_TOKEN",
+        panel="Server",
+    ),
+]
+NoTokenOpt = Annotated[
+    bool,
+    _opt(
+        "--no-token",
+        text="Serve without a token: any program or user on this machine can read the index. "
+        "Loopback only; refused with another --host.",
+        panel="Server",
+    ),
+]
+AllowHostOpt = Annotated[
+    list[str] | None,
+    _opt(
+        "--allow-host",
+        text="A further name the Host header may carry (repeatable): a reverse proxy's or LAN name. "
+        "localhost, 127.0.0.1, [::1] and --host are always allowed; others get 403.",
+        panel="Server",
+    ),
+]
 
 
 def retrieval_options(

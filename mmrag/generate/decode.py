@@ -42,6 +42,7 @@ def generate_from(
     from mmrag.config import GenerateConfig
     from mmrag.generate.stopping import (
         RepetitionStop,
+        cancel_stop,
         clean,
         penalty_processor,
         rules_for,
@@ -80,6 +81,9 @@ def generate_from(
     if rules.active:
         stop = RepetitionStop(tokenizer, rules, start)
         kw["stopping_criteria"] = StoppingCriteriaList([*kw.get("stopping_criteria", []), stop])
+    cancel = cancel_stop()  # read here, on the caller's thread: the streaming thread has no context
+    if cancel is not None:
+        kw["stopping_criteria"] = StoppingCriteriaList([*kw.get("stopping_criteria", []), cancel])
     if not stream:
         with torch.inference_mode():
             out = model.generate(**inputs, **kw)
@@ -90,7 +94,7 @@ def generate_from(
         with torch.inference_mode():
             model.generate(**inputs, **kw, streamer=streamer)
 
-    thread = threading.Thread(target=run, daemon=True)
+    thread = threading.Thread(target=run, daemon=True, name="mmrag-generate")
     thread.start()
     return stream_clean(_joined(streamer, thread), rules)
 

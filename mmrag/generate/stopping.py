@@ -12,6 +12,8 @@ question in the page). Every backend (text LLM, HF VLM, bridge) generates throug
   a tail that is still repeating earlier words, or that may be the start of a stop string), so the
   streamed pieces always join to exactly what `clean` returns for the same tokens.
 
+A generation inside `cancellable(event)` also stops once `event` is set (`CancelStop`).
+
 The repetition penalty (`penalty_processor`; off by default, `GenerateConfig.repetition_penalty`
 says why) counts only generated tokens: the prompt's tokens are exempt.
 """
@@ -19,7 +21,10 @@ says why) counts only generated tokens: the prompt's tokens are exempt.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -256,3 +261,37 @@ def penalty_processor(penalty: float, prompt_len: int) -> Any:
     from transformers import RepetitionPenaltyLogitsProcessor
 
     return RepetitionPenaltyLogitsProcessor(penalty, prompt_ignore_length=prompt_len)
+
+
+_CANCEL: ContextVar[threading.Event | None] = ContextVar("mmrag_generation_cancel", default=None)
+
+
+@contextmanager
+def cancellable(event: threading.Event) -> Iterator[None]:
+    """Generations started inside this block (on this thread) stop at the next token once `event` is
+    set: a server whose client went away stops spending the cores on its answer."""
+    token = _CANCEL.set(event)
+    try:
+        yield
+    finally:
+        _CANCEL.reset(token)
+
+
+class CancelStop:
+    """A transformers `StoppingCriteria` that ends generation once `event` is set."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        import torch
+
+        return torch.full(
+            (input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device
+        )
+
+
+def cancel_stop() -> CancelStop | None:
+    """The stop for the `cancellable` block this thread is in; None outside one."""
+    event = _CANCEL.get()
+    return CancelStop(event) if event is not None else None

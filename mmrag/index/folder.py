@@ -86,49 +86,66 @@ class FileRecord:
     size: int
     points: int
     indexed_at: float
+    mtime_ns: int | None = None
+    """The file's identity when it was hashed (`os.stat`, links followed): what `mmrag serve` checks
+    before it opens the file again. None in tables written before it was recorded."""
+    dev: int | None = None
+    ino: int | None = None
+
+
+_COLUMNS = "path, hash, size, points, indexed_at, mtime_ns, dev, ino"
+_MARKS = ", ".join("?" * len(_COLUMNS.split(",")))
 
 
 class FileTable:
-    """Which files are fully indexed, by content hash (sqlite, one transaction per file)."""
+    """Which files are fully indexed, by content hash (sqlite, one transaction per file), and the roots
+    (folders and files) that indexing was asked for, by their real paths."""
 
     def __init__(self, path: Path) -> None:
         self.db = sqlite3.connect(str(path), timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, hash TEXT NOT NULL, "
-            "size INTEGER NOT NULL, points INTEGER NOT NULL, indexed_at REAL NOT NULL)"
+            "size INTEGER NOT NULL, points INTEGER NOT NULL, indexed_at REAL NOT NULL, "
+            "mtime_ns INTEGER, dev INTEGER, ino INTEGER)"
         )
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(files)")}
+        for col in ("mtime_ns", "dev", "ino"):  # a table from before identities were recorded
+            if col not in have:
+                self.db.execute(f"ALTER TABLE files ADD COLUMN {col} INTEGER")
+        self.db.execute("CREATE TABLE IF NOT EXISTS roots (path TEXT PRIMARY KEY)")
         self.db.commit()
 
     def get(self, path: str) -> FileRecord | None:
-        row = self.db.execute(
-            "SELECT path, hash, size, points, indexed_at FROM files WHERE path=?", (path,)
-        ).fetchone()
+        row = self.db.execute(f"SELECT {_COLUMNS} FROM files WHERE path=?", (path,)).fetchone()
         return FileRecord(*row) if row else None
 
     def put(self, path: str, hash_: str, size: int, points: int) -> None:
-        with self.db:
-            self.db.execute(
-                "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)",
-                (path, hash_, size, points, time.time()),
-            )
+        self.put_many([(path, hash_, size, points)])
 
-    def put_many(self, rows: list[tuple[str, str, int, int]]) -> None:
-        """Record several files (path, hash, size, points) in one transaction."""
+    def put_many(self, rows: list[tuple[Any, ...]]) -> None:
+        """Record several files in one transaction: (path, hash, size, points), optionally followed by
+        the identity (mtime_ns, dev, ino) the file had when it was hashed."""
         now = time.time()
+        full = [(*r[:4], now, *r[4:7], *[None] * (7 - len(r))) for r in rows]
         with self.db:
-            self.db.executemany(
-                "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)", [(*r, now) for r in rows]
-            )
+            self.db.executemany(f"INSERT OR REPLACE INTO files ({_COLUMNS}) VALUES ({_MARKS})", full)
 
     def delete(self, path: str) -> None:
         with self.db:
             self.db.execute("DELETE FROM files WHERE path=?", (path,))
 
     def all(self) -> list[FileRecord]:
-        return [
-            FileRecord(*r) for r in self.db.execute("SELECT path, hash, size, points, indexed_at FROM files")
-        ]
+        return [FileRecord(*r) for r in self.db.execute(f"SELECT {_COLUMNS} FROM files")]
+
+    def add_roots(self, roots: list[str]) -> None:
+        """Remember folders and files given to indexing (real paths): `mmrag serve` opens only files
+        whose real location lies inside one of them."""
+        with self.db:
+            self.db.executemany("INSERT OR IGNORE INTO roots VALUES (?)", [(r,) for r in roots])
+
+    def roots(self) -> list[str]:
+        return [r for (r,) in self.db.execute("SELECT path FROM roots ORDER BY path")]
 
     def close(self) -> None:
         self.db.close()

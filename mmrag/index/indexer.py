@@ -66,13 +66,16 @@ class Indexer:
         on_file: Callable[[Path, int], None] | None = None,
     ) -> IndexReport:
         """Index `paths` (files or folders). Errors are collected per file unless `strict`."""
-        from mmrag.ingest import discover
+        from mmrag.ingest import find_files
 
         t0 = time.perf_counter()
-        found, errors = discover(paths, self.cfg.ingest)
+        discovered = find_files(paths, self.cfg.ingest)
+        found, errors = discovered.files, discovered.errors
         if strict and errors:
             raise MMRAGError(f"{errors[0].path}: {errors[0].reason}")
+        self.files.add_roots(discovered.roots)
         report = IndexReport(files_seen=len(found) + len(errors), errors=list(errors))
+        report.ignored.extend(discovered.skipped)
         workers = resolve_workers(self.cfg.ingest.workers, resolve_device(self.cfg.encoders.device))
         with progress_bar(progress, len(found), "indexing", status=_speech_status()) as bar:
 
@@ -144,7 +147,6 @@ class Indexer:
 
         key = str(path)
         before = file_version(path)
-        size = before[0]
         digest = file_hash(path)
         old = self.files.get(key)
         if old is not None and old.hash == digest:
@@ -169,7 +171,7 @@ class Indexer:
         if not written_ids:
             raise IngestError("no content found (nothing to index)")
         self.recorder.delete_stale(key, digest)
-        self.recorder.record(key, digest, size, len(written_ids))
+        self.recorder.record(key, digest, before, len(written_ids))
         return len(written_ids)
 
     def _chunks(self, path: Path) -> Iterator[Chunk]:

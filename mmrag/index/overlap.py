@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from mmrag.encoders.base import PixelEncoder
 from mmrag.encoders.embedders import ChunkVectors, encode_chunks
-from mmrag.index.record import FileRecorder, failure_reason, file_version, read_chunks
+from mmrag.index.record import FileRecorder, FileVersion, failure_reason, file_version, read_chunks
 from mmrag.index.workers import End, Failed, FileFeed, Header, Item, ReadAhead, serialized
 from mmrag.types import FileError, IndexReport, IngestError, MMRAGError, NothingToIndex
 
@@ -44,7 +44,7 @@ class _File:
     path: Path
     seq: int  # position in the run
     digest: str = ""
-    version: tuple[int, int] = (0, 0)
+    version: FileVersion = (0, 0, 0, 0)
     skip: bool = False
     items: int = 0  # chunks read
     queued: int = 0  # chunks in the current batch, not yet written
@@ -213,7 +213,7 @@ class OverlappedRun:
             key = str(state.path)
             self.recorder.delete_stale(key, state.digest)
             self._open.pop(id(state), None)
-            self.recorder.record(key, state.digest, state.version[0], len(state.written))
+            self.recorder.record(key, state.digest, state.version, len(state.written))
             self.report.files_indexed += 1
             self.report.points_written += len(state.written)
             self._done(state, len(state.written))

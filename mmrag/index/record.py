@@ -39,13 +39,16 @@ class FileRecorder:
         self.store = store
         self.files = files
         self.commit_seconds = commit_seconds
-        self.pending: list[tuple[str, str, int, int]] = []
-        """Files whose points are written but not yet flushed: (path, hash, size, points)."""
+        self.pending: list[tuple[str, str, int, int, int, int, int]] = []
+        """Files whose points are written but not yet flushed: (path, hash, size, points, mtime_ns,
+        dev, inode)."""
         self._last_commit = time.monotonic()
 
-    def record(self, path: str, digest: str, size: int, points: int) -> None:
-        """Queue a file whose points are all written; it is recorded at the next commit."""
-        self.pending.append((path, digest, size, points))
+    def record(self, path: str, digest: str, version: FileVersion, points: int) -> None:
+        """Queue a file whose points are all written, with its `file_version` when it was hashed;
+        it is recorded at the next commit."""
+        size, mtime_ns, dev, ino = version
+        self.pending.append((path, digest, size, points, mtime_ns, dev, ino))
         self.commit(force=False)
 
     def commit(self, force: bool) -> None:
@@ -95,10 +98,15 @@ def read_chunks(
     yield from chunks
 
 
-def file_version(path: Path) -> tuple[int, int]:
-    """Size and modification time (ns): what tells a file rewritten in place from the one hashed."""
+FileVersion = tuple[int, int, int, int]
+"""(size, mtime_ns, device, inode) of a file, links followed."""
+
+
+def file_version(path: Path) -> FileVersion:
+    """Size, modification time (ns), device and inode: what tells a file rewritten in place (or swapped
+    for another) from the one hashed. Recorded in the file table; `mmrag serve` checks it again."""
     st = path.stat()
-    return st.st_size, st.st_mtime_ns
+    return st.st_size, st.st_mtime_ns, st.st_dev, st.st_ino
 
 
 def failure_reason(e: BaseException) -> str:

@@ -42,10 +42,10 @@ def resolve_workers(workers: int | None, device: str) -> int:
 
 @dataclass
 class Header:
-    """A file's content hash and the (size, mtime) seen before hashing; `skip` when unchanged."""
+    """A file's content hash and its `file_version` seen before hashing; `skip` when unchanged."""
 
     digest: str
-    version: tuple[int, int]
+    version: tuple[int, int, int, int]
     skip: bool
 
 

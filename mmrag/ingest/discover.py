@@ -11,6 +11,7 @@ import errno
 import hashlib
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -105,24 +106,45 @@ def file_hash(path: Path, with_sidecars: bool = True) -> str:
     return h.hexdigest()
 
 
+@dataclass
+class Found:
+    """What `find_files` found: the files to index, the paths that could not be used, the links left
+    out, and the roots (real paths) the files lie in."""
+
+    files: list[Path] = field(default_factory=list)
+    errors: list[FileError] = field(default_factory=list)
+    skipped: list[FileError] = field(default_factory=list)
+    """Symbolic links that lead outside the folder being indexed (without `follow_symlinks`)."""
+    roots: list[str] = field(default_factory=list)
+    """Real paths of the folders and files given, and of link targets followed outside them."""
+
+
 def discover(paths: Sequence[str | Path], cfg: IngestConfig) -> tuple[list[Path], list[FileError]]:
+    """The files to index and the paths that could not be used (`find_files`, without the rest)."""
+    found = find_files(paths, cfg)
+    return found.files, found.errors
+
+
+def find_files(paths: Sequence[str | Path], cfg: IngestConfig) -> Found:
     """Expand files and folders into the sorted list of files to index.
 
     Folders are walked recursively; inside them, unsupported extensions, hidden entries, subtitle
     sidecars (read with their video) and `<stem>.txt` captions beside an image of the same stem are
-    left out without a word. Symbolic links to files are taken; links to folders are walked only
-    with `cfg.follow_symlinks`, and a link that leads back into its own ancestry is reported as a loop.
-    A file named explicitly must have a supported extension.
+    left out without a word. A symbolic link inside a folder that leads outside it (to a file or a
+    folder) is left out with a notice (`Found.skipped`) unless `cfg.follow_symlinks`; links to folders
+    are walked only with `cfg.follow_symlinks`, and a link that leads back into its own ancestry is
+    reported as a loop. A file named explicitly must have a supported extension.
 
     Args:
         paths: Files and folders, in the order they should be indexed.
         cfg: Ingest settings (`follow_symlinks`).
 
     Returns:
-        Absolute file paths without duplicates, and the paths that could not be used, with the reason.
+        Absolute file paths without duplicates, the paths that could not be used with the reason,
+        the links left out, and the roots.
     """
-    files: list[Path] = []
-    errors: list[FileError] = []
+    found = Found()
+    files, errors = found.files, found.errors
     seen: set[Path] = set()
 
     def add(p: Path) -> None:
@@ -142,7 +164,8 @@ def discover(paths: Sequence[str | Path], cfg: IngestConfig) -> tuple[list[Path]
         elif not p.exists():
             errors.append(FileError(shown(p), "no such file or folder"))
         elif p.is_dir():
-            _walk(p, cfg, add, errors)
+            found.roots.append(os.path.realpath(p))
+            _walk(p, cfg, add, found)
         elif not p.is_file():
             errors.append(FileError(shown(p), "not a regular file or folder"))
         elif p.suffix.lower() in SUBTITLE_EXTS:
@@ -152,8 +175,15 @@ def discover(paths: Sequence[str | Path], cfg: IngestConfig) -> tuple[list[Path]
         elif not os.access(p, os.R_OK):
             errors.append(FileError(shown(p), "permission denied"))
         else:
+            found.roots.append(os.path.realpath(p))
             add(p)
-    return files, errors
+    found.roots = list(dict.fromkeys(found.roots))
+    return found
+
+
+def inside(real: str, root: str) -> bool:
+    """Whether the real path `real` is `root` or lies below it."""
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def _utf8_name(path: Path) -> bool:
@@ -169,6 +199,14 @@ def shown(path: Path | str) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+def _outside(real: str, top: str, is_dir: bool) -> str:
+    what = "folder" if is_dir else "file"
+    return (
+        f"symbolic link to a {what} outside {shown(top)} ({shown(real)}); "
+        "left out: pass --follow-symlinks to index it"
+    )
+
+
 def _dead_link(path: Path) -> str:
     try:
         os.stat(path)
@@ -178,9 +216,11 @@ def _dead_link(path: Path) -> str:
     return "broken symbolic link"
 
 
-def _walk(root: Path, cfg: IngestConfig, add: Callable[[Path], None], errors: list[FileError]) -> None:
+def _walk(root: Path, cfg: IngestConfig, add: Callable[[Path], None], found: Found) -> None:
     """Depth-first walk with sorted entries; tracks real folder paths to stop at symlink loops."""
-    visited: set[str] = {os.path.realpath(root)}
+    errors = found.errors
+    top = os.path.realpath(root)
+    visited: set[str] = {top}
     # (folder, real paths of its ancestors including itself): a link back into the chain is a loop
     stack: list[tuple[Path, tuple[str, ...]]] = [(root, (os.path.realpath(root),))]
     while stack:
@@ -212,6 +252,12 @@ def _walk(root: Path, cfg: IngestConfig, add: Callable[[Path], None], errors: li
                     )
                 )
                 continue
+            real = os.path.realpath(path) if is_link else ""
+            if is_link and real and not inside(real, top) and os.path.exists(real):
+                if not cfg.follow_symlinks:
+                    found.skipped.append(FileError(shown(path), _outside(real, top, is_dir)))
+                    continue
+                found.roots.append(real)  # followed on purpose: what it leads to may be served
             if is_dir:
                 if is_link and not cfg.follow_symlinks:
                     continue
