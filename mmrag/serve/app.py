@@ -88,10 +88,10 @@ def _modalities(values: list[str]) -> list[str] | None:
     return out or None
 
 
-def _question(request: Request, raw: str, what: str) -> str:
+def _question(request: Request, raw: str, what: str, hint: str) -> str:
     q = raw.strip()
     if not q:
-        raise BadRequest(f"missing {what}")
+        raise BadRequest(f"missing {what}: {hint}")
     cap = _security(request).max_question_chars
     if len(q) > cap:
         raise BadRequest(f"the {what} is {len(q)} characters long; the limit is {cap}")
@@ -104,7 +104,7 @@ def _security(request: Request) -> ServeSecurity:
 
 
 def _query(request: Request) -> tuple[str, int, list[str] | None]:
-    q = _question(request, request.query_params.get("q", ""), "query: give ?q=...")
+    q = _question(request, request.query_params.get("q", ""), "query", "give ?q=...")
     k = _k(request.query_params.get("k"), _backend(request).k)
     return q, k, _modalities(request.query_params.getlist("modality"))
 
@@ -145,7 +145,7 @@ async def ask(request: Request) -> Response:
         raise BadRequest('the body must be JSON: {"question": "..."}') from None
     if not isinstance(body, dict) or not isinstance(body.get("question"), str):
         raise BadRequest('missing question: send {"question": "..."}')
-    question = _question(request, body["question"], 'question: send {"question": "..."}')
+    question = _question(request, body["question"], "question", 'send {"question": "..."}')
     raw = body.get("modality") or []
     if not isinstance(raw, str | list):
         raise BadRequest(f"modality must be a name or a list of names, got {str(raw)[:40]!r}")
