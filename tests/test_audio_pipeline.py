@@ -163,7 +163,9 @@ def test_serve_plays_audio_from_t_start(
 
     from mmrag.serve.app import create_app
 
-    with TestClient(create_app(index_dir, preload=False)) as client:
+    app = create_app(index_dir, preload=False)
+    auth = {"Authorization": f"Bearer {app.state.security.token}"}
+    with TestClient(app, base_url="http://127.0.0.1:8000", headers=auth) as client:
         r = client.get(
             "/api/search", params={"q": "treasure under the oak tree", "modality": "audio", "k": 1}
         )

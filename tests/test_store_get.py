@@ -105,7 +105,8 @@ def test_serve_finds_a_hit_by_id_without_scanning(tmp_path: Path, monkeypatch: p
     store = open_backend("edge", tmp_path)
     store.upsert(make_points())
     _no_scan(store, monkeypatch)
-    pipe = SimpleNamespace(store=store, files=SimpleNamespace(all=list), close=store.close)
+    files = SimpleNamespace(all=list, roots=list)
+    pipe = SimpleNamespace(store=store, files=files, close=store.close, index_dir=tmp_path)
     backend = Backend(lambda: pipe)  # type: ignore[arg-type, return-value]
     backend.start(preload=False)
     try:
