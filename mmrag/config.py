@@ -166,8 +166,8 @@ class IngestConfig:
     `always` every video (the transcript joins the subtitles), `never` none. Audio files are always
     transcribed (speech is all they hold)."""
     asr_model: str = "Systran/faster-whisper-small"
-    """faster-whisper model: a registry id (`whisper-tiny.en`, packaged), a hub id or a folder in
-    CTranslate2 format. Part of the transcript cache key."""
+    """faster-whisper model: a registry id (`whisper-tiny.en`, packaged; `whisper-base`, joined from
+    pip packages once), a hub id or a folder in CTranslate2 format. Part of the transcript cache key."""
     asr_language: str | None = None
     """Spoken language (`en`, `de`, ...); None detects it (recorded in the payload as `language`)."""
     asr_beam_size: int = 5

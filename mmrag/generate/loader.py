@@ -17,6 +17,7 @@ from mmrag.generate.missing import (
     load_error,
     package_folder,
     require_hub_model,
+    require_parts,
 )
 from mmrag.types import MMRAGError
 
@@ -135,9 +136,9 @@ def generator_info(cfg: GenerateConfig, load: bool = False) -> dict[str, Any]:
 
 
 def _is_vlm(model_id: str) -> bool:
-    from mmrag.generate.llm import PACKAGED_LLMS
+    from mmrag.generate.llm import packaged_llm
 
-    if model_id in PACKAGED_LLMS:
+    if packaged_llm(model_id) is not None:  # a registered text LLM: no config to read before it is built
         return False
     from transformers import AutoConfig
 
@@ -151,14 +152,18 @@ def _is_vlm(model_id: str) -> bool:
 def require_generator(spec: str) -> None:
     """Fail early, in one line saying what to run, when the generator `spec` cannot load here.
 
-    A packaged LLM whose pip package is missing, a path that does not exist (taken for a bridge not
-    trained yet: the one generator made here), or a hub id that is not cached while the hub is off
-    (`mmrag.generate.missing`). Evaluation suites call it before their other work.
+    A packaged LLM whose pip package (or one of whose parts) is missing, a path that does not exist
+    (taken for a bridge not trained yet: the one generator made here), or a hub id that is not cached
+    while the hub is off (`mmrag.generate.missing`). Evaluation suites call it before their other work.
     """
-    from mmrag.generate.llm import PACKAGED_LLMS
+    from mmrag.generate.llm import converted, converted_folder, packaged_llm
 
-    if spec in PACKAGED_LLMS:
-        package_folder(PACKAGED_LLMS[spec][0], spec)
+    desc = packaged_llm(spec)
+    if desc is not None:
+        if desc.parts is None and desc.package is not None:
+            package_folder(desc.package, spec)
+        elif not converted(converted_folder(desc)):  # once converted, the parts are not read again
+            require_parts(desc)
         return
     folder = Path(spec).expanduser()
     if folder.exists():

