@@ -125,7 +125,7 @@ def answer_rows(
                 "i": i,
                 "query": q["query"],
                 "type": q["question_type"],
-                "gold": q["answer"],
+                "gold_answer": q["answer"],  # the column "gold" is the answer from the gold evidence
             }
             order = ("retrieved", "before") if i % 2 == 0 else ("before", "retrieved")
             for col in (*order, "gold"):

@@ -39,6 +39,9 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "hybrid(3:1)": {"dense_weight": 3.0},
     "hybrid(2:1)": {"dense_weight": 2.0},
     "hybrid(3:1)+routing": {"dense_weight": 3.0, "route": "filter"},
+    # issue 25: settings chosen by the worst question type, not the mean
+    "hybrid(2:1)+routing": {"dense_weight": 2.0, "route": "filter"},
+    "hybrid(1:2)+routing": {"dense_weight": 0.5, "route": "filter"},
     "hybrid(3:1)+routing+pages": {"dense_weight": 3.0, "route": "filter", "group": "page"},
     "hybrid(3:1)+routing+two-stage": {"dense_weight": 3.0, "route": "filter", "group": "document-page"},
     "hybrid(3:1)+routing(boost)": {"dense_weight": 3.0, "route": "boost"},

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -59,11 +59,21 @@ SWEEP: dict[str, dict[str, Any]] = {
     "hybrid+routing(boost)+contextual+multi-hop": {"route": "boost", "contextual": True, "multi_hop": True},
     "hybrid+routing+multi-hop": {"route": "filter", "multi_hop": True},
     "hybrid+routing+multi-hop+rerank": {"route": "filter", "multi_hop": True, "rerank": "{rerank}"},
+    # issue 25: one setting for both suites, chosen by the worst question type (`dense_weight`: the
+    # dense list's weight in the fusion, BM25's being 1)
+    "bm25+routing": {"spaces": ["bm25"], "route": "filter"},
+    "dense+routing": {"spaces": ["text"], "route": "filter"},
+    "hybrid(3:1)+routing": {"dense_weight": 3.0, "route": "filter"},
+    "hybrid(2:1)+routing": {"dense_weight": 2.0, "route": "filter"},
+    "hybrid(1:2)+routing": {"dense_weight": 0.5, "route": "filter"},
+    "hybrid+routing+rerank": {"route": "filter", "rerank": "{rerank}"},
 }
 # `hybrid+filters` was the source/date reader that routing replaced; the name stays for old commands.
 ALIASES = {"hybrid+filters": "hybrid+routing"}
 INDEX_OPTIONS = ("contextual",)
 """Configuration keys that choose the index (an ingest setting), not a search option."""
+SEARCH_SETTINGS = ("dense_weight",)
+"""Configuration keys that set `search` settings for the configuration's run."""
 # Bumped when what an index holds changes (2: `published_date` payload for query filters).
 INDEX_FORMAT = "2"
 
@@ -148,14 +158,24 @@ def contextual(config: str) -> bool:
 def retrieve(pipe: Pipeline, text: str, config: str, cfg: EvalConfig) -> tuple[list[str], dict[str, Any]]:
     """Ranked chunk texts (payload `text`) for one query under one configuration, and what was chosen."""
     opts = options(config, cfg)
+    settings = {k: opts.pop(k) for k in SEARCH_SETTINGS if k in opts}
+    base = pipe.config.search
+    pipe.config.search = replace(base, **settings)
+    try:
+        return _retrieve(pipe, text, opts, cfg)
+    finally:
+        pipe.config.search = base
+
+
+def _retrieve(
+    pipe: Pipeline, text: str, opts: dict[str, Any], cfg: EvalConfig
+) -> tuple[list[str], dict[str, Any]]:
     info: dict[str, Any]
     if opts.pop("multi_hop", False):
         rerank = opts.pop("rerank", None)
         res = pipe.multi_hop(text, cfg.k, decomposer=cfg.decomposer, modality="text", **opts)
         hits, info = res.hits, {"queries": res.queries}
         if rerank:  # rerank the union once, not each sub-query's list
-            from dataclasses import replace
-
             from mmrag.rerank import make_reranker
             from mmrag.rerank import rerank as run_rerank
 

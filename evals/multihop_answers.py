@@ -79,7 +79,7 @@ def answer_queries(
     with Progress(transient=True, disable=not progress) as bar:
         task = bar.add_task("answering", total=len(queries))
         for i, q in enumerate(queries):
-            row: dict[str, Any] = {"i": i, "type": q["question_type"], "gold": q["answer"]}
+            row: dict[str, Any] = {"i": i, "type": q["question_type"], "gold_answer": q["answer"]}
             for ctx in CONTEXTS:
                 t0 = time.perf_counter()
                 hits = retrieve(q["query"]) if ctx == "retrieved" else gold_hits(q)

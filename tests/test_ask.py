@@ -44,6 +44,41 @@ def test_pack_context_budget_and_labels() -> None:
     assert len(src) == 1 and "[1]" in one
 
 
+def test_sources_are_named_by_title_source_and_date() -> None:
+    """A record with a title is shown as the reader knows it (what MultiHop questions name), a file
+    without one by its name and locator."""
+    record = Hit(
+        "a",
+        0.9,
+        "text",
+        "/data/articles.jsonl",
+        text="Messi joins the youth movement.",
+        payload={
+            "title": "Messi at Inter Miami",
+            "source": "Sporting News",
+            "published_date": "2023-10-07",
+            "locator": "line=86;chunk=0",
+        },
+    )
+    page = Hit("b", 0.8, "page", "/docs/r.pdf", page=4, text="Revenue grew 10%.")
+    context, _ = pack_context([record, page], budget_chars=2000)
+    assert context.startswith("[1] Messi at Inter Miami (Sporting News, 2023-10-07)\nMessi joins")
+    assert f"[2] r.pdf {page.locator()}\nRevenue" in context and "articles.jsonl" not in context
+
+
+def test_no_sources_no_guess(tmp_path: Path) -> None:
+    """With nothing retrieved and no image, the answer says so without asking the model."""
+    from mmrag.answer.ask import answer
+    from mmrag.config import GenerateConfig
+
+    streamed: list[str] = []
+    cfg = GenerateConfig(model=str(tmp_path / "no-such-model"))  # would fail to load if it were asked
+    with pytest.raises(Exception):  # noqa: B017 - any failure: the model is needed once sources exist
+        answer("Who won?", [Hit("a", 1.0, "text", "/a.txt", text="The blue team won.")], cfg)
+    a = answer("Who won?", [], GenerateConfig(model="smollm2-135m"), on_token=streamed.append)
+    assert a.insufficient and a.sources == [] and streamed == [a.text]
+
+
 def test_answer_parses_citations_and_null_answers() -> None:
     srcs = [Source(i, Hit(str(i), 0.5, "text", f"/{i}.txt")) for i in (1, 2, 3)]
     a = Answer("q", "Ferries [2] and flights [1, 3]; not [9].", srcs)

@@ -176,7 +176,7 @@ def pack_context(
             gone.append(_dropped(h, f"same text as [{sources[twin].label}]"))
             continue
         label = len(sources) + 1
-        head = f"[{label}] {Path(h.path).name} {h.locator()}".rstrip()
+        head = f"[{label}] {source_title(h)}"
         room = budget_chars - used - len(head) - 2
         if sources and room < 80:
             gone.append(_dropped(h, "over the context budget"))
@@ -189,6 +189,18 @@ def pack_context(
     if dropped is not None:
         dropped.extend(gone)
     return "\n\n".join(parts), sources
+
+
+def source_title(hit: Hit) -> str:
+    """How a source is named to the model: a record's title with its source and date when the payload
+    has them (`Rate cut ahead (Reuters, 2023-11-30)`), else the file name and locator (`r.pdf p.4`)."""
+    p = hit.payload
+    title = str(p.get("title") or "").strip()
+    if not title:
+        return f"{Path(hit.path).name} {hit.locator()}".rstrip()
+    date = str(p.get("published_date") or p.get("published_at") or p.get("date") or "")[:10]
+    extra = ", ".join(str(x) for x in (p.get("source"), date) if x)
+    return f"{title} ({extra})" if extra else title
 
 
 def duplicate_sources(sources: Sequence[Source]) -> int:
@@ -216,6 +228,9 @@ def answer(
     t_rerank: float = 0.0,
 ) -> Answer:
     """Generate an answer to `question` from retrieved `hits` (already ranked).
+
+    With no source and no image to read, the answer is "Insufficient information." without asking
+    the model.
 
     `t_retrieve` is the retrieval stage's wall time, reranking included, and `t_rerank` the
     reranker's share of it. The answer's `timings` split the call into disjoint stages, in seconds:
@@ -249,7 +264,11 @@ def answer(
     opts = generation_options(cfg)
     if getattr(cfg, "label_every_sentence", True):
         opts["cite_labels"] = len(sources)  # 0: no label may be written
-    if on_token is None:
+    if not sources and not images:
+        text = f"{INSUFFICIENT}."  # nothing to answer from: a model would only guess
+        if on_token is not None:
+            on_token(text)
+    elif on_token is None:
         text = str(gen.generate(prompt, images, **opts))
     else:
         pieces = []
