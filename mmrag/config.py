@@ -49,6 +49,12 @@ class EncoderConfig:
     """With `dtype="auto"` on a CPU that has native bfloat16 (AVX512-BF16 or AMX), run the text
     embedder in bfloat16: about 2x faster for MiniLM here (15.5 -> 31 texts/s at one thread), vectors
     within cosine 0.998 of float32. CPUs without it keep float32 (emulated bf16 is slower)."""
+    text_runtime: Literal["auto", "torch", "onnx"] = "auto"
+    """`auto`: text queries go through ONNX Runtime where the text embedder has an ONNX form (a
+    pip-packaged BERT-type encoder with mean pooling: the offline profile's MiniLM; exported once in
+    fp32 into `$MMRAG_CACHE/onnx/`), so a search imports neither torch nor transformers; documents go
+    through torch (ONNX embedded 37.8 passages/s against bf16 torch's 36.2 on 2 cores, within noise:
+    `bench/onnx_parity.py`). `onnx`: documents too. `torch`: never."""
     ocr: bool = False
     """Run OCR (rapidocr) on images, and on PDF pages that have no text layer."""
     tags: int = 3

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from mmrag.answer.ask import Answer
     from mmrag.answer.video.clips import VideoAnswer
     from mmrag.index.folder import FileTable
+    from mmrag.index.updates import IndexUpdates
     from mmrag.retrieve.hubness import HubnessBanks
     from mmrag.retrieve.hybrid import Retrieval
     from mmrag.retrieve.multihop import HopResult
@@ -48,6 +49,7 @@ class Pipeline:
         """The index folder: manifest, file table, store and lock (`mmrag.index.opening`)."""
         self._banks: HubnessBanks | Literal[False] | None = None
         self._router: Router | None = None
+        self._updates: IndexUpdates | None = None
 
     # -- construction -------------------------------------------------------------------------------
     @classmethod
@@ -122,25 +124,38 @@ class Pipeline:
             progress: Show a progress bar on stderr.
             strict: Stop at the first bad file instead of reporting it and going on.
         """
-        from mmrag.index.indexer import Indexer, index_readers
+        import time
 
-        ocr, caption_fn = index_readers(self.config)
+        t0 = time.perf_counter()
+        found, report = self.updates.discover(paths, strict=strict)
+        self.updates.index_files(found, report, progress=progress, strict=strict, on_file=on_file)
+        report.seconds = time.perf_counter() - t0
+        self.finish_index(changed=bool(report.points_written))
+        return report
+
+    @property
+    def updates(self) -> IndexUpdates:
+        """Indexing in steps (`mmrag.index.updates`), for a server that searches while it indexes."""
+        if self._updates is None:
+            from mmrag.index.updates import IndexUpdates
+
+            self._updates = IndexUpdates(self.config, self.folder, self.embedders)
+        return self._updates
+
+    def finish_index(self, changed: bool = True) -> None:
+        """After `updates`: search graphs, the torch-free query encoder, hubness banks, the manifest."""
         store = self.store
-        self.save()  # the manifest exists before the first point: an interrupted index is still openable
-        report = Indexer(self.config, store, self.files, self.embedders, ocr=ocr, caption_fn=caption_fn).run(
-            paths, progress=progress, strict=strict, on_file=on_file
-        )
-        if report.points_written:
+        if changed:
             # The embedded engine builds HNSW only when asked; until then every search is brute force.
             store.optimize()
             self._router = None
+        self.embedders.prepare_query_runtime()  # the next search embeds its query without torch
         if self.config.ingest.hubness_bank:
             from mmrag.retrieve.hubness import HubnessBanks
 
             if HubnessBanks.need_building(self.index_dir, self.config.ingest.hubness_bank, store.count()):
                 self.build_hubness_banks()
         self.save()
-        return report
 
     def search(
         self,

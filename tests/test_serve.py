@@ -289,19 +289,24 @@ def test_cli_serve_runs_uvicorn_on_the_app(index_dir: Path, monkeypatch: pytest.
     uvicorn = pytest.importorskip(
         "uvicorn", reason="mmrag serve runs on uvicorn (pip install 'mmrag[serve]')"
     )
+    from mmrag.serve.presence import live_server
+
     seen: dict[str, Any] = {}
 
-    def fake_run(app: Any, **kw: Any) -> None:
-        seen.update(kw)
-        with token_client(app) as c:
+    def fake_run(self: Any, sockets: Any = None) -> None:
+        seen["host"], seen["port"] = sockets[0].getsockname()[:2]
+        seen["server_file"] = live_server(index_dir.resolve())  # announced while it serves
+        with token_client(self.config.app) as c:
             seen["info"] = c.get("/api/info").json()
 
-    monkeypatch.setattr(uvicorn, "run", fake_run)
+    monkeypatch.setattr(uvicorn.Server, "run", fake_run)
     app = typer.Typer()
     app.command()(serve)
-    r = CliRunner().invoke(app, ["--index", str(index_dir), "--port", "8123", "-k", "3", "--no-preload"])
+    r = CliRunner().invoke(app, ["--index", str(index_dir), "--port", "0", "-k", "3", "--no-preload"])
     assert r.exit_code == 0, r.output
-    assert seen["port"] == 8123 and seen["host"] == "127.0.0.1"
+    assert seen["host"] == "127.0.0.1" and seen["port"] > 0  # --port 0: a free port, bound first
+    assert seen["server_file"].url == f"http://127.0.0.1:{seen['port']}"
+    assert live_server(index_dir.resolve()) is None  # the file went with the server
     assert seen["info"]["serve"]["k"] == 3 and seen["info"]["files"] == 4
     # The CLI released the index when the server stopped: it opens again.
     with Pipeline.load(index_dir) as p:

@@ -133,21 +133,25 @@ def test_off_loopback_never_runs_without_a_token(index_dir: Path, monkeypatch: p
 
     seen: dict[str, Any] = {}
 
-    def fake_run(app: Any, **kw: Any) -> None:
-        seen.update(kw)
+    def fake_run(server: Any, sockets: Any = None) -> None:
+        seen["host"] = sockets[0].getsockname()[0]
+        app = server.config.app
         with TestClient(app, base_url="http://127.0.0.1:8000") as c:
             seen["anonymous"] = c.get("/api/info").status_code
             token = app.state.security.token
             seen["token"] = token
             seen["with_token"] = c.get("/api/info", headers={"Authorization": f"Bearer {token}"}).status_code
 
-    monkeypatch.setattr(uvicorn, "run", fake_run)
-    r = CliRunner().invoke(cli, ["--index", str(index_dir), "--host", "0.0.0.0", "--no-preload"])
+    monkeypatch.setattr(uvicorn.Server, "run", fake_run)
+    r = CliRunner().invoke(
+        cli, ["--index", str(index_dir), "--host", "0.0.0.0", "--port", "0", "--no-preload"]
+    )
     assert r.exit_code == 0, r.output
     assert seen["host"] == "0.0.0.0" and seen["anonymous"] == 401 and seen["with_token"] == 200
     assert f"?token={seen['token']}" in "".join(r.output.split())  # the printed URL carries it
     given = "a-token-of-my-own-0123456789"
-    r = CliRunner().invoke(cli, ["--index", str(index_dir), "--no-preload"], env={"MMRAG_SERVE_TOKEN": given})
+    args = ["--index", str(index_dir), "--port", "0", "--no-preload"]
+    r = CliRunner().invoke(cli, args, env={"MMRAG_SERVE_TOKEN": given})
     assert r.exit_code == 0 and seen["token"] == given
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mmrag.cli.common import guarded, open_pipeline, print_json, shown_path, stdout_console
+from mmrag.cli.common import fail, guarded, open_pipeline, print_json, shown_path, stdout_console
 from mmrag.cli.options import (
     AdaptiveKOpt,
     ChoiceOpt,
@@ -19,6 +19,7 @@ from mmrag.cli.options import (
     IndexOpt,
     IterativeOpt,
     JsonOpt,
+    LocalOpt,
     MaxNewTokensOpt,
     ModalityOpt,
     MultiHopOpt,
@@ -32,6 +33,7 @@ from mmrag.cli.options import (
     VideoOpt,
     retrieval_options,
 )
+from mmrag.cli.remote import ServerGone, server_for
 
 
 @guarded
@@ -57,6 +59,7 @@ def ask(
     group: GroupOpt = None,
     qdrant_url: QdrantUrlOpt = None,
     json_out: JsonOpt = False,
+    local: LocalOpt = False,
 ) -> None:
     """Answer a question from an index: retrieve, pack the context, generate with citations.
 
@@ -66,6 +69,9 @@ def ask(
     With --video and/or --choice the question is about video clips: the relevant clips are
     retrieved, frames and subtitles go to the generator, and the answer names the clips it used
     (HH:MM:SS–HH:MM:SS). With --choice, the likeliest choice is the answer.
+
+    When an mmrag serve holds the index, the question goes to it (its models are loaded already) and
+    the answer streams back; --local answers in this process.
     """
     overrides = {
         "generate.model": generator,
@@ -73,20 +79,29 @@ def ask(
         "generate.max_new_tokens": max_new_tokens,
         "generate.stop_on_repetition": stop_on_repetition,
     }
+    remote = server_for(index, local)
+    if remote is not None:
+        given = "--video/--choice" if video is not None or choice else "--image" if image else ""
+        given = given or ("generator options" if any(v is not None for v in overrides.values()) else "")
+        if given:
+            fail(f"mmrag serve holds {index} and answers with its own generator: {given} cannot go to it")
     if video is not None or choice:
         _ask_video(question, index, qdrant_url, overrides, video, choice or None, k, json_out)
         return
-    with open_pipeline(index, None, None, qdrant_url, **overrides) as pipe:
-        stream = None if json_out else (lambda piece: (sys.stdout.write(piece), sys.stdout.flush()))
-        ans = pipe.ask(
-            question,
-            images=image or None,
-            k=k,
-            modality=modality or None,
-            on_token=stream,
-            multi_hop="iterative" if iterative else "decompose" if multi_hop else None,
-            **retrieval_options(rerank, adaptive_k, hubness, query_filters, route, group),
-        )
+    stream = None if json_out else _echo
+    hop = "iterative" if iterative else "decompose" if multi_hop else None
+    opts = retrieval_options(rerank, adaptive_k, hubness, query_filters, route, group)
+    ans = None
+    if remote is not None:
+        try:
+            sent = opts | ({"multi_hop": hop} if hop else {}) | ({"modality": modality} if modality else {})
+            ans = remote.ask(question, k, sent, stream)
+        except ServerGone:
+            ans = None  # a server file that outlived its server: open the index here
+    if ans is None:
+        with open_pipeline(index, None, None, qdrant_url, **overrides) as pipe:
+            imgs, mods = image or None, modality or None
+            ans = pipe.ask(question, images=imgs, k=k, modality=mods, on_token=stream, multi_hop=hop, **opts)
     if json_out:
         print_json(ans.to_dict())
         return

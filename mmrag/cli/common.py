@@ -40,6 +40,22 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
+def print_report(err: Any, report: Any, points: int | None = None) -> None:
+    """An `IndexReport` as `mmrag index` prints it (on `err`): counts, then ignored and failed files."""
+    from rich.markup import escape
+
+    total = f" ({points} in the index)" if points is not None else ""
+    err.print(
+        f"[bold]indexed[/] {report.files_indexed} files, skipped {report.files_skipped} unchanged, "
+        f"{len(report.errors)} failed; wrote {report.points_written} points{total} in {report.seconds:.1f}s",
+        highlight=False,
+    )
+    for e in report.ignored:
+        err.print(f"[dim]ignored {escape(e.path)}: {escape(e.reason)}[/]", highlight=False, markup=True)
+    for e in report.errors:  # a file name may hold brackets: escape it, never parse it as markup
+        err.print(f"[red]failed[/] {escape(e.path)}: {escape(e.reason)}", highlight=False, markup=True)
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     from rich.markup import escape
 

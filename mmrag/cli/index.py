@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mmrag.cli.common import guarded, open_pipeline, print_json, stderr_console
+from mmrag.cli.common import fail, guarded, open_pipeline, print_json, print_report, stderr_console
 from mmrag.cli.options import (
     AsrModelOpt,
     AsrOpt,
@@ -17,6 +18,7 @@ from mmrag.cli.options import (
     FollowSymlinksOpt,
     IndexOpt,
     JsonOpt,
+    LocalOpt,
     MetaOpt,
     PageEncoderOpt,
     PagePoolOpt,
@@ -26,6 +28,10 @@ from mmrag.cli.options import (
     QdrantUrlOpt,
     StrictOpt,
 )
+from mmrag.cli.remote import Remote, ServerGone, server_for
+
+if TYPE_CHECKING:
+    from mmrag.types import IndexReport
 
 
 @guarded
@@ -50,34 +56,65 @@ def index(
     strict: StrictOpt = False,
     progress: ProgressOpt = True,
     json_out: JsonOpt = False,
+    local: LocalOpt = False,
 ) -> None:
     """Index images, PDFs (page text and page images), videos (clips), audio (speech) and text.
 
     Unchanged files are skipped; a rerun after a crash resumes without duplicates. Bad files are
-    listed at the end (exit code 1) and everything else is indexed.
+    listed at the end (exit code 1) and everything else is indexed. When an mmrag serve holds the
+    index, the server indexes the files (file by file, answering searches in between) and this
+    command shows its progress and returns once they are searchable (--local: in this process).
     """
     err = stderr_console()
     ingest = {"ingest.clip_seconds": clip_seconds, "ingest.asr": asr, "ingest.asr_model": asr_model}
     ingest |= {"ingest.meta_file": str(meta.resolve()) if meta else None, "ingest.contextual": contextual}
     ingest |= {"ingest.pdf_tables": pdf_tables, "ingest.follow_symlinks": follow_symlinks}
     ingest |= {"encoders.page": page_encoder, "encoders.page_pool": page_pool}
-    with open_pipeline(index, profile, config, qdrant_url, **ingest) as pipe:
-        report = pipe.index(paths, progress=progress and not json_out, strict=strict)
-        points = pipe.store.count()
+    report, points = None, 0
+    remote = server_for(index, local)
+    if remote is not None:
+        given = [k for k, v in ingest.items() if v is not None and k != "ingest.follow_symlinks"]
+        if given or profile or config or qdrant_url:
+            fail(f"mmrag serve holds {index} and indexes with its own settings; drop the ingest options")
+        try:
+            bar = progress and not json_out
+            report, points = _through_server(remote, paths, strict, follow_symlinks, bar)
+        except ServerGone:
+            report = None  # a server file that outlived its server: open the index here
+    if report is None:
+        with open_pipeline(index, profile, config, qdrant_url, **ingest) as pipe:
+            report = pipe.index(paths, progress=progress and not json_out, strict=strict)
+            points = pipe.store.count()
     if json_out:
         print_json({**report.to_dict(), "points_total": points, "index": str(Path(index).resolve())})
     else:
-        err.print(
-            f"[bold]indexed[/] {report.files_indexed} files, skipped {report.files_skipped} unchanged, "
-            f"{len(report.errors)} failed; wrote {report.points_written} points "
-            f"({points} in the index) in {report.seconds:.1f}s",
-            highlight=False,
-        )
-        from rich.markup import escape
-
-        for e in report.ignored:
-            err.print(f"[dim]ignored {escape(e.path)}: {escape(e.reason)}[/]", highlight=False, markup=True)
-        for e in report.errors:  # a file name may hold brackets: escape it, never parse it as markup
-            err.print(f"[red]failed[/] {escape(e.path)}: {escape(e.reason)}", highlight=False, markup=True)
+        print_report(err, report, points)
     if report.errors:
         raise typer.Exit(1)
+
+
+def _through_server(
+    remote: Remote, paths: list[Path], strict: bool, follow_symlinks: bool | None, progress: bool
+) -> tuple[IndexReport, int]:
+    """Index in the server, with the progress bar here; the report as `Pipeline.index` returns it."""
+    from contextlib import ExitStack
+
+    from mmrag.index.progress import progress_bar
+    from mmrag.types import FileError, IndexReport
+
+    with ExitStack() as stack:
+        bar: Any = None
+
+        def show(event: str, data: Any) -> None:
+            nonlocal bar
+            if event == "start":
+                bar = stack.enter_context(progress_bar(progress, data["total"], "indexing (server)"))
+            elif bar is not None:
+                bar(1, Path(data["path"]).name[:40])
+
+        absolute = [os.path.abspath(p.expanduser()) for p in paths]
+        d = remote.index(absolute, strict, follow_symlinks, show)
+    errors = [FileError(**e) for e in d.pop("errors", [])]
+    ignored = [FileError(**e) for e in d.pop("ignored", [])]
+    points = int(d.pop("points_total", 0))
+    return IndexReport(**d, errors=errors, ignored=ignored), points

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from mmrag.cli.common import guarded, open_pipeline, print_json, stdout_console
-from mmrag.cli.options import GeneratorMemoryOpt, GeneratorOpt, IndexOpt, JsonOpt, QdrantUrlOpt, QuantOpt
+from mmrag.cli.options import (
+    GeneratorMemoryOpt,
+    GeneratorOpt,
+    IndexOpt,
+    JsonOpt,
+    LocalOpt,
+    QdrantUrlOpt,
+    QuantOpt,
+)
+from mmrag.cli.remote import ServerGone, server_for
 
 
 @guarded
@@ -17,10 +25,12 @@ def info(
     quant: QuantOpt = None,
     generator_memory: GeneratorMemoryOpt = False,
     json_out: JsonOpt = False,
+    local: LocalOpt = False,
 ) -> None:
     """Show an index's encoders, point counts per modality, files, disk use and the generator.
 
-    With --generator, describe that generator instead of the index's configured one.
+    With --generator, describe that generator instead of the index's configured one. When an mmrag
+    serve holds the index, it answers (--local: read here; its lock then refuses).
     """
     from mmrag.index.folder import read_manifest
     from mmrag.types import MMRAGError
@@ -28,9 +38,17 @@ def info(
     if read_manifest(index.expanduser().resolve()) is None:
         raise MMRAGError(f"{index}: no index here (no manifest.json); build one with mmrag index")
     overrides = {"generate.model": generator, "generate.quantize": quant}
-    with open_pipeline(index, None, None, qdrant_url, **overrides) as pipe:
-        data = pipe.info(generator_memory=generator_memory)
-        data["documents"] = _documents(pipe)
+    data = None
+    remote = server_for(index, local) if generator is None and quant is None else None
+    if remote is not None:
+        try:
+            data = remote.info()
+        except ServerGone:
+            data = None  # a server file that outlived its server: open the index here
+    if data is None:
+        with open_pipeline(index, None, None, qdrant_url, **overrides) as pipe:
+            data = pipe.info(generator_memory=generator_memory)
+            data["documents"] = pipe.router().documents()
     if json_out:
         print_json(data)
         return
@@ -57,16 +75,3 @@ def info(
 
 
 DOCS_SHOWN = 20
-
-
-def _documents(pipe: Any) -> list[dict[str, Any]]:
-    """The documents' metadata as routing reads it (`mmrag/ingest/meta.py`), one entry per file."""
-    from dataclasses import asdict
-
-    from mmrag.retrieve.route import doc_label
-
-    out = []
-    for d in pipe.router().docs:
-        fields = {k: v for k, v in asdict(d).items() if v not in (None, [])}
-        out.append(fields | {"label": doc_label({f"doc_{k}": v for k, v in fields.items()})})
-    return out

@@ -352,6 +352,26 @@ AllowHostOpt = Annotated[
 ]
 
 
+WatchOpt = Annotated[
+    bool,
+    _opt(
+        "--watch",
+        text="Index new and changed files under the indexed folders as they appear, and drop deleted "
+        "ones, within seconds (needs the watchfiles package: pip install 'mmrag[serve]').",
+        panel="Server",
+    ),
+]
+LocalOpt = Annotated[
+    bool,
+    _opt(
+        "--local",
+        text="Open the index in this process even when an mmrag serve holds it (that server's lock "
+        "then refuses it); by default the command goes through the server.",
+        envvar="MMRAG_LOCAL",
+    ),
+]
+
+
 def retrieval_options(
     rerank: str | None,
     adaptive_k: bool,

@@ -15,6 +15,7 @@ from mmrag.cli.options import (
     ImageOpt,
     IndexOpt,
     JsonOpt,
+    LocalOpt,
     ModalityOpt,
     PagesOpt,
     PathGlobOpt,
@@ -27,6 +28,7 @@ from mmrag.cli.options import (
     TopKOpt,
     retrieval_options,
 )
+from mmrag.cli.remote import ServerGone, server_for
 
 
 @guarded
@@ -48,10 +50,12 @@ def search(
     group: GroupOpt = None,
     qdrant_url: QdrantUrlOpt = None,
     json_out: JsonOpt = False,
+    local: LocalOpt = False,
 ) -> None:
     """Search an index by text (hybrid: dense spaces + BM25, fused with RRF) or by image.
 
     With --json: one object with the hits and how they were found (chosen k, filters, timings).
+    When an mmrag serve holds the index, the search runs in it (--local: in this process).
     """
     if not query and not image:
         fail("give a text query or --image")
@@ -59,9 +63,21 @@ def search(
         fail("mmrag search takes one --image (mmrag ask takes several)")
     opts = retrieval_options(rerank, adaptive_k, hubness, query_filters, route, group)
     query_image = image[0] if image else None
-    with open_pipeline(index, None, None, qdrant_url, **{"rerank.model": rerank_model}) as pipe:
-        filters = {"modality": modality or None, "path": path, "pages": pages, "time": time}
-        res = pipe.retrieve(query, image=query_image, k=k, **filters, **opts)
+    filters = {"modality": modality or None, "path": path, "pages": pages, "time": time}
+    res = None
+    remote = server_for(index, local)
+    if remote is not None:
+        if query_image or rerank_model:
+            given = "--image" if query_image else "--rerank-model"
+            fail(f"mmrag serve holds {index}: {given} does not go through it (stop it to use {given})")
+        try:
+            assert query is not None
+            res = remote.retrieve(query, k, {n: v for n, v in filters.items() if v} | opts)
+        except ServerGone:
+            res = None  # a server file that outlived its server: open the index here
+    if res is None:
+        with open_pipeline(index, None, None, qdrant_url, **{"rerank.model": rerank_model}) as pipe:
+            res = pipe.retrieve(query, image=query_image, k=k, **filters, **opts)
     hits = res.hits
     if json_out:
         out = res.to_dict()

@@ -55,6 +55,7 @@ class Embedders:
         self.cfg = cfg
         self._image: ImageEncoder | None = None
         self._text: TextEncoder | None = None
+        self._query_text: TextEncoder | None = None
         self._bm25: Bm25Encoder | None = None
         self._page: PageEncoder | None = None
         self.recent: dict[str, np.ndarray] = {}  # last embedded texts, oldest first
@@ -75,17 +76,60 @@ class Embedders:
 
     @property
     def text(self) -> TextEncoder | None:
+        """The text embedder for documents: torch, or the ONNX form with `text_runtime="onnx"`."""
         if self._text is None and self.cfg.text:
-            from mmrag.encoders import load_text_encoder
-
-            dtype = self.cfg.dtype
-            if dtype == "auto" and self.cfg.cpu_bf16 and resolve_device(self.cfg.device) == "cpu":
-                dtype = "bfloat16" if cpu_has_native_bf16() else "float32"
-            key = ("text", self.cfg.text, self.cfg.device, dtype, 0)
-            if key not in _LOADED:
-                _LOADED[key] = load_text_encoder(self.cfg.text, device=self.cfg.device, dtype=dtype)
-            self._text = _LOADED[key]
+            onnx = self._onnx_text() if self._onnx_wanted(documents=True) else None
+            self._text = onnx or self._torch_text()
         return self._text
+
+    @property
+    def query_text(self) -> TextEncoder | None:
+        """The text embedder for queries: the ONNX form where the model has one and `text_runtime`
+        allows it (no torch import), else `text`. Both give the same vectors (`mmrag.encoders.onnx_text`)."""
+        if self._query_text is None and self.cfg.text:
+            onnx = self._onnx_text() if self._onnx_wanted(documents=False) else None
+            self._query_text = onnx or self.text
+        return self._query_text
+
+    def _onnx_wanted(self, documents: bool) -> bool:
+        runtime = getattr(self.cfg, "text_runtime", "auto")  # configs that predate the field: auto
+        if runtime == "torch" or (runtime == "auto" and documents):
+            return False
+        # `auto` counts as the CPU for queries: one query costs milliseconds on either, and telling
+        # whether there is a GPU means importing torch, which is what the ONNX form avoids.
+        return self.cfg.device in ("auto", "cpu")
+
+    def _torch_text(self) -> TextEncoder:
+        from mmrag.encoders import load_text_encoder
+
+        assert self.cfg.text
+        dtype = self.cfg.dtype
+        if dtype == "auto" and self.cfg.cpu_bf16 and resolve_device(self.cfg.device) == "cpu":
+            dtype = "bfloat16" if cpu_has_native_bf16() else "float32"
+        key = ("text", self.cfg.text, self.cfg.device, dtype, 0)
+        if key not in _LOADED:
+            _LOADED[key] = load_text_encoder(self.cfg.text, device=self.cfg.device, dtype=dtype)
+        enc: TextEncoder = _LOADED[key]
+        return enc
+
+    def _onnx_text(self) -> TextEncoder | None:
+        """The ONNX form of the text embedder (exported first if it has one and none is cached)."""
+        from mmrag.encoders.onnx_text import onnx_form
+
+        assert self.cfg.text
+        key = ("onnx-text", self.cfg.text, "cpu", "float32", 0)
+        if key not in _LOADED:
+            _LOADED[key] = onnx_form(self.cfg.text, self._torch_text)  # None: keep the torch path
+        found: TextEncoder | None = _LOADED[key]
+        return found
+
+    def prepare_query_runtime(self) -> bool:
+        """Make the ONNX form of the text embedder if queries would use it (`onnx_text.ensure_export`:
+        once per machine, with torch); `Pipeline.index` calls it so later searches never import torch."""
+        from mmrag.encoders.onnx_text import ensure_export
+
+        wanted = bool(self.cfg.text) and self._onnx_wanted(documents=False)
+        return wanted and ensure_export(str(self.cfg.text), self._torch_text)
 
     @property
     def page(self) -> PageEncoder | None:
@@ -115,7 +159,11 @@ class Embedders:
         Remembered (LRU, `VECTOR_CACHE` entries): a query searched in several configurations, or the
         same passages reranked for many queries, are embedded once.
         """
-        enc: Any = self.text if space == "text" else self.image
+        enc: Any
+        if space == "text":
+            enc = self.query_text if kind == "query" else self.text
+        else:
+            enc = self.image
         if enc is None:
             raise MMRAGError(f"no encoder reads text into the {space!r} space")
         keys = [(space, kind, t) for t in texts]

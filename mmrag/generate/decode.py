@@ -88,6 +88,9 @@ def generate_from(
         with torch.inference_mode():
             out = model.generate(**inputs, **kw)
         return clean(str(tokenizer.decode(out[0, start:], skip_special_tokens=True)), rules).strip()
+    from mmrag.device import warm_torch_threads
+
+    warm_torch_threads()  # the caller's thread first: see its docstring
     streamer = TextIteratorStreamer(tokenizer, skip_prompt="input_ids" in inputs, skip_special_tokens=True)
 
     def run() -> None:

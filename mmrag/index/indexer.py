@@ -66,16 +66,41 @@ class Indexer:
         on_file: Callable[[Path, int], None] | None = None,
     ) -> IndexReport:
         """Index `paths` (files or folders). Errors are collected per file unless `strict`."""
+        t0 = time.perf_counter()
+        found, report = self.discover(paths, strict)
+        self.run_files(found, report, progress, strict, on_file)
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    def discover(
+        self, paths: Sequence[str | Path], strict: bool = False, record_roots: bool = True
+    ) -> tuple[list[Path], IndexReport]:
+        """The files `paths` expand to, and a report holding the paths that could not be used.
+
+        `record_roots` adds the folders and files given to the file table's roots (what a server may
+        open); a watcher indexing a file inside a known root leaves them as they are.
+        """
         from mmrag.ingest import find_files
 
-        t0 = time.perf_counter()
         discovered = find_files(paths, self.cfg.ingest)
         found, errors = discovered.files, discovered.errors
         if strict and errors:
             raise MMRAGError(f"{errors[0].path}: {errors[0].reason}")
-        self.files.add_roots(discovered.roots)
+        if record_roots:
+            self.files.add_roots(discovered.roots)
         report = IndexReport(files_seen=len(found) + len(errors), errors=list(errors))
         report.ignored.extend(discovered.skipped)
+        return list(found), report
+
+    def run_files(
+        self,
+        found: Sequence[Path],
+        report: IndexReport,
+        progress: bool = True,
+        strict: bool = False,
+        on_file: Callable[[Path, int], None] | None = None,
+    ) -> None:
+        """Index files that `discover` found, adding the outcome to `report`."""
         workers = resolve_workers(self.cfg.ingest.workers, resolve_device(self.cfg.encoders.device))
         with progress_bar(progress, len(found), "indexing", status=_speech_status()) as bar:
 
@@ -105,8 +130,6 @@ class Indexer:
             finally:
                 # Files finished before an error or interrupt are recorded: a rerun skips them.
                 self.recorder.commit(force=True)
-        report.seconds = time.perf_counter() - t0
-        return report
 
     def _run_serial(
         self,

@@ -58,7 +58,7 @@ def build_prefetches(
         have &= set(use)
     out: list[Prefetch] = []
     if q.text:
-        if "text" in have and emb.text is not None:
+        if "text" in have and emb.cfg.text:
             out.append(Prefetch("text", dense=emb.text_vectors([q.text], "text", "query")[0], limit=limit))
         sparse = emb.bm25.embed_query(q.text) if BM25 in have else None
         if sparse is not None and sparse.indices:

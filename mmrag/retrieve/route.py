@@ -189,6 +189,17 @@ class Router:
                     self._alias.setdefault(c, set()).add(key)
         self._names = {k: max((d.entity or k for d in docs), key=len) for k, docs in self._by_entity.items()}
 
+    def documents(self) -> list[dict[str, Any]]:
+        """The documents' metadata as routing reads it (`mmrag/ingest/meta.py`), one entry per file,
+        with its label (`mmrag info` lists them)."""
+        from dataclasses import asdict
+
+        out = []
+        for d in self.docs:
+            fields = {k: v for k, v in asdict(d).items() if v not in (None, [])}
+            out.append(fields | {"label": doc_label({f"doc_{k}": v for k, v in fields.items()})})
+        return out
+
     @classmethod
     def from_payloads(cls, payloads: Iterable[dict[str, Any]]) -> Router:
         """Collect documents and record vocabulary from stored payloads (one scroll over the index)."""

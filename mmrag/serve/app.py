@@ -23,24 +23,34 @@ stops its answer; requests beyond the queue get 429 with `Retry-After`.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from mmrag.serve.backend import Backend, Cancelled, ServerBusy
+from mmrag.serve.cli_api import CLI_ROUTES
 from mmrag.serve.guard import Guard, ServeSecurity
+from mmrag.serve.indexing import ServerIndexer
+from mmrag.serve.requests import (
+    BadRequest,
+    backend_of,
+    modalities,
+    parse_k,
+    query_params,
+    question_text,
+    stream_answer,
+    until_done,
+)
 from mmrag.types import MMRAGError
 
 try:
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
     from starlette.requests import Request
-    from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+    from starlette.responses import FileResponse, JSONResponse, Response
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
 except ImportError as e:  # pragma: no cover - depends on the installed extras
@@ -48,7 +58,6 @@ except ImportError as e:  # pragma: no cover - depends on the installed extras
 
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger("mmrag.serve")
-MAX_K = 50
 # The page loads only its own script, styles, thumbnails and videos.
 _PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; media-src 'self'; "
@@ -58,154 +67,50 @@ _PAGE_HEADERS = {
 _PRIVATE = {"Cache-Control": "private, max-age=3600"}
 
 
-class BadRequest(MMRAGError):
-    """A request with missing or malformed parameters (answered with 400)."""
-
-
-def _backend(request: Request) -> Backend:
-    backend: Backend = request.app.state.backend
-    return backend
-
-
-def _k(raw: Any, default: int) -> int:
-    """A whole number in 1..MAX_K: digits in a query string, an integer (not a bool or float) in JSON."""
-    if raw is None or raw == "":
-        return default
-    if isinstance(raw, str) and raw.strip().isdigit() and len(raw.strip()) <= 6:
-        k = int(raw)
-    elif type(raw) is int:
-        k = raw
-    else:
-        raise BadRequest(f"k must be a whole number from 1 to {MAX_K}, got {str(raw)[:20]!r}")
-    if not 1 <= k <= MAX_K:
-        raise BadRequest(f"k must be between 1 and {MAX_K}, got {k}")
-    return k
-
-
-def _modalities(values: list[str]) -> list[str] | None:
-    """`?modality=image&modality=video` or `?modality=image,video`; the pipeline checks the names."""
-    out = [m.strip() for v in values for m in v.split(",") if m.strip()]
-    return out or None
-
-
-def _question(request: Request, raw: str, what: str, hint: str) -> str:
-    q = raw.strip()
-    if not q:
-        raise BadRequest(f"missing {what}: {hint}")
-    cap = _security(request).max_question_chars
-    if len(q) > cap:
-        raise BadRequest(f"the {what} is {len(q)} characters long; the limit is {cap}")
-    return q
-
-
-def _security(request: Request) -> ServeSecurity:
-    sec: ServeSecurity = request.app.state.security
-    return sec
-
-
-def _query(request: Request) -> tuple[str, int, list[str] | None]:
-    q = _question(request, request.query_params.get("q", ""), "query", "give ?q=...")
-    k = _k(request.query_params.get("k"), _backend(request).k)
-    return q, k, _modalities(request.query_params.getlist("modality"))
-
-
 async def page(request: Request) -> Response:
     return FileResponse(STATIC / "index.html", media_type="text/html", headers=_PAGE_HEADERS)
 
 
-async def _until_done(request: Request, job: Any, cancel: threading.Event) -> Any:
-    """Await a worker job; if the client goes away first, set `cancel` (the job stops) and raise."""
-    fut = asyncio.wrap_future(job)
-    while True:
-        done, _ = await asyncio.wait({fut}, timeout=0.25)
-        if done:
-            return fut.result()
-        if await request.is_disconnected():
-            cancel.set()
-            raise Cancelled("the client went away")
-
-
 async def info(request: Request) -> Response:
-    b = _backend(request)
-    return JSONResponse(await asyncio.wrap_future(b.call(b.info)))
+    b = backend_of(request)
+    job = b.call(b.info, True) if request.query_params.get("documents") == "1" else b.call(b.info)
+    return JSONResponse(await asyncio.wrap_future(job))
 
 
 async def search(request: Request) -> Response:
-    b = _backend(request)
-    q, k, modality = _query(request)
+    b = backend_of(request)
+    q, k, modality = query_params(request)
     hits = await asyncio.wrap_future(b.call(b.search, q, k, modality))
     return JSONResponse({"query": q, "hits": [b.hit_json(h) for h in hits]})
 
 
 async def ask(request: Request) -> Response:
-    b = _backend(request)
+    b = backend_of(request)
     try:
         body = await request.json()
     except ValueError:
         raise BadRequest('the body must be JSON: {"question": "..."}') from None
     if not isinstance(body, dict) or not isinstance(body.get("question"), str):
         raise BadRequest('missing question: send {"question": "..."}')
-    question = _question(request, body["question"], "question", 'send {"question": "..."}')
+    question = question_text(request, body["question"], "question", 'send {"question": "..."}')
     raw = body.get("modality") or []
     if not isinstance(raw, str | list):
         raise BadRequest(f"modality must be a name or a list of names, got {str(raw)[:40]!r}")
-    modality = _modalities([raw] if isinstance(raw, str) else [str(m) for m in raw])
-    k = _k(body.get("k"), b.k)
+    modality = modalities([raw] if isinstance(raw, str) else [str(m) for m in raw])
+    k = parse_k(body.get("k"), b.k)
     cancel = threading.Event()
-    ans = await _until_done(request, b.call(b.ask, question, k, modality, None, cancel), cancel)
+    ans = await until_done(request, b.call(b.ask, question, k, modality, None, cancel), cancel)
     return JSONResponse(b.answer_json(ans))
 
 
-def _sse(event: str, data: Any) -> str:
-    # One JSON line per event: newlines inside tokens never break the SSE framing.
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
-
-
 async def ask_stream(request: Request) -> Response:
-    """Generation runs on the worker thread; its tokens cross to the event loop through a queue."""
-    b = _backend(request)
-    q, k, modality = _query(request)
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[str | None] = asyncio.Queue()
-
-    cancel = threading.Event()
-
-    def on_token(piece: str) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, piece)
-
-    job = b.call(b.ask, q, k, modality, on_token, cancel)
-    job.add_done_callback(lambda _: loop.call_soon_threadsafe(queue.put_nowait, None))
-
-    async def events() -> AsyncIterator[str]:
-        try:
-            yield ": generating\n\n"  # a comment: the browser sees the stream open before the first token
-            while True:
-                try:
-                    piece = await asyncio.wait_for(queue.get(), timeout=0.5)
-                except asyncio.TimeoutError:
-                    if await request.is_disconnected():
-                        return
-                    continue
-                if piece is None:
-                    break
-                yield _sse("token", {"text": piece})
-            try:
-                yield _sse("done", b.answer_json(job.result()))
-            except MMRAGError as e:
-                yield _sse("error", {"error": b.files.scrub(str(e))})
-            except Exception:  # the stream has begun (status 200): report in band, not as a 500
-                error_id = uuid.uuid4().hex[:12]
-                log.exception("ask failed (error id %s)", error_id)
-                yield _sse("error", {"error": "internal error", "id": error_id})
-        finally:
-            cancel.set()  # a client gone mid-stream (or a finished one): the generation stops
-
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+    b = backend_of(request)
+    q, k, modality = query_params(request)
+    return stream_answer(request, b, q, k, modality)
 
 
 async def thumb(request: Request) -> Response:
-    b = _backend(request)
+    b = backend_of(request)
     hit_id = request.path_params["hit_id"]
     hit = b.cached_hit(hit_id) or await asyncio.wrap_future(b.call(b.find_hit, hit_id))
     data = await asyncio.wrap_future(b.render(b.thumbnail, hit)) if hit is not None else None
@@ -216,7 +121,7 @@ async def thumb(request: Request) -> Response:
 
 async def media(request: Request) -> Response:
     file_id = request.path_params["file_id"]
-    path = _backend(request).media_path(file_id)
+    path = backend_of(request).media_path(file_id)
     if path is None:
         return JSONResponse({"error": "no indexed video or audio file with this id"}, status_code=404)
     return FileResponse(path, headers=_PRIVATE)  # answers Range requests with 206 Partial Content
@@ -227,7 +132,7 @@ async def _user_error(request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": str(exc)}, status_code=429, headers={"Retry-After": "5"})
     if isinstance(exc, Cancelled):
         return Response(status_code=499)  # nobody reads it
-    return JSONResponse({"error": _backend(request).files.scrub(str(exc))}, status_code=400)
+    return JSONResponse({"error": backend_of(request).files.scrub(str(exc))}, status_code=400)
 
 
 def create_app(
@@ -274,6 +179,7 @@ def create_app(
         Route("/api/search", search),
         Route("/api/ask", ask, methods=["POST"]),
         Route("/api/ask/stream", ask_stream),
+        *CLI_ROUTES,
         Route("/api/thumb/{hit_id}", thumb),
         Route("/api/media/{file_id}", media),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
@@ -286,6 +192,7 @@ def create_app(
     )
     app.state.backend = backend
     app.state.security = sec
+    app.state.indexer = ServerIndexer(backend)
     return app
 
 

@@ -35,6 +35,7 @@ from mmrag.types import Hit, MMRAGError
 if TYPE_CHECKING:
     from mmrag.answer.ask import Answer
     from mmrag.pipeline import Pipeline
+    from mmrag.retrieve.hybrid import Retrieval
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -218,6 +219,13 @@ class Backend:
             self._hits.put(h.id, h)
         return hits
 
+    def retrieve(self, query: str, k: int | None = None, options: dict[str, Any] | None = None) -> Retrieval:
+        """`Pipeline.retrieve` with filters and retrieval options (what `mmrag search` sends)."""
+        found = self.pipe.retrieve(query, k=k or self.k, **(options or {}))
+        for h in found.hits:
+            self._hits.put(h.id, h)
+        return found
+
     def ask(
         self,
         question: str,
@@ -225,9 +233,11 @@ class Backend:
         modality: list[str] | None = None,
         on_token: Callable[[str], None] | None = None,
         cancel: threading.Event | None = None,
+        options: dict[str, Any] | None = None,
     ) -> Answer:
         """`Pipeline.ask`, remembering the sources' hits. A set `cancel` drops the job before it starts
-        and stops its generation at the next token (`Cancelled`)."""
+        and stops its generation at the next token (`Cancelled`). `options`: `multi_hop`, `path` and
+        the retrieval options of `Pipeline.retrieve` (what `mmrag ask` sends)."""
         from mmrag.answer.ask import Answer
         from mmrag.generate.loader import load_generator
         from mmrag.generate.stopping import cancellable
@@ -248,7 +258,11 @@ class Backend:
 
         with self._render_lock if gen.reads_images else contextlib.nullcontext(), cancellable(cancel):
             ans = self.pipe.ask(
-                question, k=k or self.k, modality=modality or None, on_token=each if on_token else None
+                question,
+                k=k or self.k,
+                modality=modality or None,
+                on_token=each if on_token else None,
+                **(options or {}),
             )
         if cancel.is_set():
             raise Cancelled("the client went away")
@@ -257,9 +271,13 @@ class Backend:
             self._hits.put(s.hit.id, s.hit)
         return ans
 
-    def info(self) -> dict[str, Any]:
-        """`Pipeline.info` with the server's settings, paths in their public form."""
-        return self.files.public_json({**self.pipe.info(), "serve": {"k": self.k}})
+    def info(self, documents: bool = False) -> dict[str, Any]:
+        """`Pipeline.info` with the server's settings (and with `documents`, the documents' metadata
+        as `mmrag info` lists them), paths in their public form."""
+        data = {**self.pipe.info(), "serve": {"k": self.k}}
+        if documents:
+            data["documents"] = self.pipe.router().documents()
+        return self.files.public_json(data)
 
     def find_hit(self, hit_id: str) -> Hit | None:
         """A point by id: from the hits served so far, else read from the store by its id."""
