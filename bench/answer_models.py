@@ -60,9 +60,8 @@ def main() -> None:
 
     from mmrag.answer.ask import answer
     from mmrag.evals import multihop
-    from mmrag.evals.answers import EvalConfig, answer_metrics, pick, record
+    from mmrag.evals.answers import EvalConfig, answer_metrics, prepare, record
     from mmrag.evals.multihop_answers import gold_hits
-    from mmrag.evals.multihop_data import load_queries, resolve_data
     from mmrag.generate.loader import load_generator
 
     names = [m.strip() for m in args.models.split(",") if m.strip()]
@@ -70,12 +69,7 @@ def main() -> None:
     variants = {(f"{m}@{Path(f).name}" if f else m): (m, f or None) for m in names for f in folders}
     models = list(variants)
     cfg = EvalConfig(split=args.split, sample=args.sample, config=args.config, k=args.k, runs=args.runs)
-    qpath, cpath, label = resolve_data(cfg.split, None, None)
-    queries = pick(load_queries(qpath), cfg.sample)
-    config = getattr(multihop, "ALIASES", {}).get(cfg.config, cfg.config)
-    mh = multihop.EvalConfig(split=cfg.split, runs=cfg.runs, configs=[config], profile=cfg.profile)
-    opts = multihop.options(config, mh)
-    opts.pop("multi_hop", None)
+    _, cpath, label, queries, config, mh, opts = prepare(cfg)
     t0 = time.perf_counter()
     loads: dict[str, dict[str, float]] = {}
     with multihop.open_index(cpath, mh) as pipe:

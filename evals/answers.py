@@ -192,10 +192,9 @@ def markdown(metrics: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def evaluate(
-    cfg: EvalConfig, bench_file: str | Path | None = None, show_table: bool = True
-) -> dict[str, Any]:
-    """Answer the sample in the three columns; write the run folder (and `bench_file`); return the metrics."""
+def prepare(cfg: EvalConfig) -> tuple[Path, Path, str, list[dict[str, Any]], str, Any, dict[str, Any]]:
+    """What a run answers from: the queries file, the corpus, its label, the sample, the retrieval
+    configuration's name, its MultiHop eval settings and its `Pipeline.retrieve` options."""
     from mmrag.evals import multihop
 
     qpath, cpath, label = resolve_data(cfg.split, cfg.queries, cfg.corpus)
@@ -204,6 +203,16 @@ def evaluate(
     mh = multihop.EvalConfig(split=cfg.split, runs=cfg.runs, configs=[config], profile=cfg.profile)
     opts = multihop.options(config, mh)
     opts.pop("multi_hop", None)
+    return Path(qpath), Path(cpath), label, queries, config, mh, opts
+
+
+def evaluate(
+    cfg: EvalConfig, bench_file: str | Path | None = None, show_table: bool = True
+) -> dict[str, Any]:
+    """Answer the sample in the three columns; write the run folder (and `bench_file`); return the metrics."""
+    from mmrag.evals import multihop
+
+    qpath, cpath, label, queries, config, mh, opts = prepare(cfg)
     t0 = time.perf_counter()
     with multihop.open_index(cpath, mh) as pipe:
         gen = replace(

@@ -24,6 +24,10 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
 from mmrag.serve.guard import is_loopback
 from mmrag.serve.requests import (
     BadRequest,
@@ -35,13 +39,6 @@ from mmrag.serve.requests import (
     stream_answer,
 )
 from mmrag.types import IndexReport, MMRAGError
-
-try:
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response, StreamingResponse
-    from starlette.routing import Route
-except ImportError as e:  # pragma: no cover - depends on the installed extras
-    raise MMRAGError("mmrag serve needs starlette and uvicorn: pip install 'mmrag[serve]'") from e
 
 log = logging.getLogger("mmrag.serve")
 _TEXT = ("path", "pages", "time", "rerank", "route", "group")
