@@ -143,19 +143,11 @@ class Pipeline:
         return self._updates
 
     def finish_index(self, changed: bool = True) -> None:
-        """After `updates`: search graphs, the torch-free query encoder, hubness banks, the manifest."""
-        store = self.store
-        if changed:
-            # The embedded engine builds HNSW only when asked; until then every search is brute force.
-            store.optimize()
+        """After `updates`: search graphs, the torch-free query encoder, hubness banks, the manifest
+        (`IndexUpdates.finish`)."""
+        if self.updates.finish(changed):
             self._router = None
-        self.embedders.prepare_query_runtime()  # the next search embeds its query without torch
-        if self.config.ingest.hubness_bank:
-            from mmrag.retrieve.hubness import HubnessBanks
-
-            if HubnessBanks.need_building(self.index_dir, self.config.ingest.hubness_bank, store.count()):
-                self.build_hubness_banks()
-        self.save()
+        self._banks = None  # banks built just now are read again on the next search
 
     def search(
         self,

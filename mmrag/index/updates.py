@@ -58,6 +58,23 @@ class IndexUpdates:
         self.folder.save()
         return indexer.discover(paths, strict, record_roots)
 
+    def finish(self, changed: bool = True) -> bool:
+        """After indexing: build the search graphs when points `changed`, prepare the torch-free query
+        encoder, draw the hubness banks when due, and write the manifest. Returns `changed`."""
+        store = self.folder.store
+        if changed:
+            store.optimize()  # the embedded engine builds HNSW only when asked; until then, brute force
+        self.embedders.prepare_query_runtime()  # the next search embeds its query without torch
+        bank = self.config.ingest.hubness_bank
+        if bank:
+            from mmrag.retrieve.banks import build_index_banks
+            from mmrag.retrieve.hubness import HubnessBanks
+
+            if HubnessBanks.need_building(self.folder.index_dir, bank, store.count()):
+                build_index_banks(store, self.embedders, bank, self.folder.index_dir)
+        self.folder.save()
+        return changed
+
     def index_files(
         self,
         files: Sequence[Path],
