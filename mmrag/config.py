@@ -279,10 +279,41 @@ class GenerateConfig:
     """`ask`: a sentence that ends without a source label gets one, ` [n]`, picked by the model among
     the existing labels (constrained decoding; refusals get none). Off: labels only where the model
     writes them."""
+    answer_first: bool = True
+    """`ask`: a question that asks whether something is so (`Does ...?`, `..., was ...?`) is answered
+    starting with `Yes` or `No`, the model's pick (constrained decoding of the opening only,
+    `mmrag.generate.starts`; chosen on MultiHop-RAG dev). Off: the model opens as it likes."""
     context_chars: int = 6000
     """Budget of retrieved text put into the prompt (the top hits first)."""
     max_images: int = 2
     """Retrieved images (photos, page renders, clip keyframes) given to a VLM as visual inputs."""
+
+
+@dataclass
+class RayConfig:
+    """Encoding and ingest on a Ray cluster (`mmrag index --ray`, `mmrag[ray]`; docs/scale-out.md)."""
+
+    address: str | None = None
+    """None: index in this process. `local`: start a Ray cluster here; `auto`, `host:6379` or
+    `ray://host:10001`: join that cluster."""
+    encoders: int = 1
+    """Encoder actors; each loads the models once."""
+    gpus_per_encoder: float = 0.0
+    """GPUs each encoder actor declares (0.5: two share a GPU); 0 encodes on CPU."""
+    encoder_cpus: float = 0.5
+    """CPUs each encoder actor declares; keep actors below the cluster's CPUs (ray#44687)."""
+    read_cpus: float = 0.25
+    """CPUs each read task (download, hash, decode one file) declares."""
+    writers: int | None = None
+    """Qdrant server: writer actors (None: one per shard). The embedded store: the driver writes."""
+    write_points: int = 128
+    """Points per write request at most (Qdrant suggests 64-256)."""
+    write_bytes: int = 4 << 20
+    """Bytes of vectors (float32) and payload per write request at most."""
+    write_retries: int = 5
+    """Retries of a write refused with 429, 5xx, a timeout or "Please retry", with backoff."""
+    bulk: bool = False
+    """New server collection: payload indexes first, HNSW off (m=0) while loading, then built."""
 
 
 @dataclass
@@ -299,6 +330,7 @@ class MMRAGConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
     rerank: RerankConfig = field(default_factory=RerankConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
 
     def to_dict(self, secrets: bool = False) -> dict[str, Any]:
         """Plain dict (TOML/JSON-ready); the API key is dropped unless `secrets`."""
@@ -360,4 +392,5 @@ _SECTIONS = {
     "search": SearchConfig,
     "rerank": RerankConfig,
     "generate": GenerateConfig,
+    "ray": RayConfig,
 }

@@ -316,51 +316,6 @@ RoleOpt = Annotated[
     str | None, _opt("--role", text="Only models with this role: image, text, llm, vlm, page or asr.")
 ]
 
-# --- serve --------------------------------------------------------------------------------------------
-
-HostOpt = Annotated[
-    str, _opt("--host", text="Address to listen on (0.0.0.0: every interface).", envvar="MMRAG_HOST")
-]
-PortOpt = Annotated[int, _opt("--port", text="Port to listen on.", envvar="MMRAG_PORT")]
-TokenOpt = Annotated[
-    str | None,
-    _opt(
-        "--token",
-        text="The token every request must carry (Bearer header, or the cookie the page sets after "
-        "/?token=...); by default a random one, printed in the URL.",
-        envvar="MMRAG_SERVE_TOKEN",
-        panel="Server",
-    ),
-]
-NoTokenOpt = Annotated[
-    bool,
-    _opt(
-        "--no-token",
-        text="Serve without a token: any program or user on this machine can read the index. "
-        "Loopback only; refused with another --host.",
-        panel="Server",
-    ),
-]
-AllowHostOpt = Annotated[
-    list[str] | None,
-    _opt(
-        "--allow-host",
-        text="A further name the Host header may carry (repeatable): a reverse proxy's or LAN name. "
-        "localhost, 127.0.0.1, [::1] and --host are always allowed; others get 403.",
-        panel="Server",
-    ),
-]
-
-
-WatchOpt = Annotated[
-    bool,
-    _opt(
-        "--watch",
-        text="Index new and changed files under the indexed folders as they appear, and drop deleted "
-        "ones, within seconds (needs the watchfiles package: pip install 'mmrag[serve]').",
-        panel="Server",
-    ),
-]
 LocalOpt = Annotated[
     bool,
     _opt(

@@ -8,21 +8,16 @@ from typing import Any
 
 from mmrag.cli.common import guarded, print_report, stderr_console
 from mmrag.cli.options import (
-    AllowHostOpt,
     GeneratorOpt,
-    HostOpt,
     IndexOpt,
     MaxNewTokensOpt,
-    NoTokenOpt,
-    PortOpt,
     PreloadOpt,
     QdrantUrlOpt,
     QuantOpt,
     StopRepeatOpt,
-    TokenOpt,
     TopKOpt,
-    WatchOpt,
 )
+from mmrag.cli.options_serve import AllowHostOpt, HostOpt, NoTokenOpt, PortOpt, TokenOpt, WatchOpt
 
 
 @guarded

@@ -91,9 +91,13 @@ class FileRecord:
     before it opens the file again. None in tables written before it was recorded."""
     dev: int | None = None
     ino: int | None = None
+    stamp: str | None = None
+    """What a listing said of the file and its sidecars when it was hashed (sizes, mtimes, etags;
+    `mmrag.index.sources`): `mmrag index --ray` skips a file whose listing still says the same
+    without reading it. None: recorded by a run that does not list (it hashes to tell)."""
 
 
-_COLUMNS = "path, hash, size, points, indexed_at, mtime_ns, dev, ino"
+_COLUMNS = "path, hash, size, points, indexed_at, mtime_ns, dev, ino, stamp"
 _MARKS = ", ".join("?" * len(_COLUMNS.split(",")))
 
 
@@ -107,12 +111,13 @@ class FileTable:
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, hash TEXT NOT NULL, "
             "size INTEGER NOT NULL, points INTEGER NOT NULL, indexed_at REAL NOT NULL, "
-            "mtime_ns INTEGER, dev INTEGER, ino INTEGER)"
+            "mtime_ns INTEGER, dev INTEGER, ino INTEGER, stamp TEXT)"
         )
         have = {row[1] for row in self.db.execute("PRAGMA table_info(files)")}
-        for col in ("mtime_ns", "dev", "ino"):  # a table from before identities were recorded
+        # a table from before identities (or listing stamps) were recorded
+        for col, kind in (("mtime_ns", "INTEGER"), ("dev", "INTEGER"), ("ino", "INTEGER"), ("stamp", "TEXT")):
             if col not in have:
-                self.db.execute(f"ALTER TABLE files ADD COLUMN {col} INTEGER")
+                self.db.execute(f"ALTER TABLE files ADD COLUMN {col} {kind}")
         self.db.execute("CREATE TABLE IF NOT EXISTS roots (path TEXT PRIMARY KEY)")
         self.db.commit()
 
@@ -125,9 +130,9 @@ class FileTable:
 
     def put_many(self, rows: list[tuple[Any, ...]]) -> None:
         """Record several files in one transaction: (path, hash, size, points), optionally followed by
-        the identity (mtime_ns, dev, ino) the file had when it was hashed."""
+        the identity (mtime_ns, dev, ino) the file had when it was hashed and its listing stamp."""
         now = time.time()
-        full = [(*r[:4], now, *r[4:7], *[None] * (7 - len(r))) for r in rows]
+        full = [(*r[:4], now, *r[4:8], *[None] * (8 - len(r))) for r in rows]
         with self.db:
             self.db.executemany(f"INSERT OR REPLACE INTO files ({_COLUMNS}) VALUES ({_MARKS})", full)
 

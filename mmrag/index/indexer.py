@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from mmrag.device import resolve_device
 from mmrag.encoders.embedders import Embedders, embed_chunks
 from mmrag.index.progress import progress_bar
-from mmrag.index.record import FileRecorder, failure_reason, file_version, read_chunks
+from mmrag.index.record import FILE_ERRORS, FileRecorder, failure_reason, file_version, read_chunks
 from mmrag.index.workers import resolve_workers
 from mmrag.types import Chunk, FileError, IndexReport, IngestError, MMRAGError, NothingToIndex
 
@@ -80,17 +80,7 @@ class Indexer:
         `record_roots` adds the folders and files given to the file table's roots (what a server may
         open); a watcher indexing a file inside a known root leaves them as they are.
         """
-        from mmrag.ingest import find_files
-
-        discovered = find_files(paths, self.cfg.ingest)
-        found, errors = discovered.files, discovered.errors
-        if strict and errors:
-            raise MMRAGError(f"{errors[0].path}: {errors[0].reason}")
-        if record_roots:
-            self.files.add_roots(discovered.roots)
-        report = IndexReport(files_seen=len(found) + len(errors), errors=list(errors))
-        report.ignored.extend(discovered.skipped)
-        return list(found), report
+        return discover_files(self.cfg, self.files, paths, strict, record_roots)
 
     def run_files(
         self,
@@ -149,7 +139,7 @@ class Indexer:
                 report.ignored.append(FileError(str(path), str(e)))
                 advance(path, 1)
                 continue
-            except (IngestError, OSError, ValueError, RuntimeError, MemoryError) as e:
+            except FILE_ERRORS as e:
                 if strict:
                     raise MMRAGError(f"{path}: {failure_reason(e)}") from e
                 report.errors.append(FileError(str(path), failure_reason(e)))
@@ -199,6 +189,23 @@ class Indexer:
 
     def _chunks(self, path: Path) -> Iterator[Chunk]:
         return read_chunks(path, self.cfg.ingest, self.ocr, self.caption_fn)
+
+
+def discover_files(
+    cfg: MMRAGConfig, files: FileTable, paths: Sequence[str | Path], strict: bool, record_roots: bool = True
+) -> tuple[list[Path], IndexReport]:
+    """The files `paths` expand to (`find_files`), and the report a run starts from (`Indexer.discover`)."""
+    from mmrag.ingest import find_files
+
+    discovered = find_files(paths, cfg.ingest)
+    found, errors = discovered.files, discovered.errors
+    if strict and errors:
+        raise MMRAGError(f"{errors[0].path}: {errors[0].reason}")
+    if record_roots:
+        files.add_roots(discovered.roots)
+    report = IndexReport(files_seen=len(found) + len(errors), errors=list(errors))
+    report.ignored.extend(discovered.skipped)
+    return list(found), report
 
 
 def _speech_status() -> Callable[[], str]:

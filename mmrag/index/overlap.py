@@ -23,7 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 from mmrag.encoders.base import PixelEncoder
 from mmrag.encoders.embedders import ChunkVectors, encode_chunks
-from mmrag.index.record import FileRecorder, FileVersion, failure_reason, file_version, read_chunks
+from mmrag.index.record import (
+    FILE_ERRORS,
+    FileRecorder,
+    FileVersion,
+    failure_reason,
+    file_version,
+    read_chunks,
+)
 from mmrag.index.workers import End, Failed, FileFeed, Header, Item, ReadAhead, serialized
 from mmrag.types import FileError, IndexReport, IngestError, MMRAGError, NothingToIndex
 
@@ -32,9 +39,6 @@ if TYPE_CHECKING:
 
     from mmrag.config import MMRAGConfig
     from mmrag.encoders.embedders import Embedders
-
-# What a bad file raises (the serial path catches the same): anything else stops the run.
-FILE_ERRORS = (IngestError, OSError, ValueError, RuntimeError, MemoryError)
 
 
 @dataclass(eq=False)

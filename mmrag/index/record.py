@@ -12,10 +12,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mmrag.store.base import SearchFilter
 from mmrag.types import Chunk, IngestError, MMRAGError
+
+# What a bad file raises (every indexing path catches the same): anything else stops the run.
+FILE_ERRORS = (IngestError, OSError, ValueError, RuntimeError, MemoryError)
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -39,16 +42,24 @@ class FileRecorder:
         self.store = store
         self.files = files
         self.commit_seconds = commit_seconds
-        self.pending: list[tuple[str, str, int, int, int, int, int]] = []
+        self.pending: list[tuple[Any, ...]] = []
         """Files whose points are written but not yet flushed: (path, hash, size, points, mtime_ns,
-        dev, inode)."""
+        dev, inode, stamp)."""
         self._last_commit = time.monotonic()
 
-    def record(self, path: str, digest: str, version: FileVersion, points: int) -> None:
-        """Queue a file whose points are all written, with its `file_version` when it was hashed;
-        it is recorded at the next commit."""
+    def record(
+        self,
+        path: str,
+        digest: str,
+        version: tuple[int, int | None, int | None, int | None],
+        points: int,
+        stamp: str | None = None,
+    ) -> None:
+        """Queue a file whose points are all written, with its `file_version` when it was hashed
+        (a file in a bucket: its size, and None for what it lacks) and its listing `stamp`; it is
+        recorded at the next commit."""
         size, mtime_ns, dev, ino = version
-        self.pending.append((path, digest, size, points, mtime_ns, dev, ino))
+        self.pending.append((path, digest, size, points, mtime_ns, dev, ino, stamp))
         self.commit(force=False)
 
     def commit(self, force: bool) -> None:

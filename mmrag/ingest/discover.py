@@ -71,19 +71,41 @@ def _is_animated_gif(path: Path) -> bool:
 def sidecars(path: Path) -> list[Path]:
     """Files read together with `path`: a video's `<stem>.srt`/`.vtt`, an image's `<stem>.txt` caption,
     any file's `<file>.meta.json` metadata."""
-    from mmrag.ingest.subtitles import find_subtitles
-
     path = Path(path)
-    ext = path.suffix.lower()
-    found: list[Path | None] = []
+    return [path.with_name(n) for n in sidecar_names(path.name, lambda n: path.with_name(n).is_file())]
+
+
+def sidecar_names(name: str, exists: Callable[[str], bool]) -> list[str]:
+    """The names of a file's sidecars (`sidecars`), given which names are files in its folder.
+
+    Also what a listing of a bucket (fsspec) uses, where `exists` looks the name up in the listing.
+    """
+    from mmrag.ingest.subtitles import SUBTITLE_SUFFIXES
+
+    stem, ext = os.path.splitext(name)
+    ext = ext.lower()
+    found: list[str | None] = []
     if ext in VIDEO_EXTS or ext == ".gif":
-        found.append(find_subtitles(path))
+        found.append(next((stem + s for s in SUBTITLE_SUFFIXES if exists(stem + s)), None))
     if ext in IMAGE_EXTS:
-        caption = path.with_suffix(".txt")
-        found.append(caption if caption.is_file() else None)
-    meta = path.with_name(path.name + ".meta.json")
-    found.append(meta if meta.is_file() else None)
-    return [p for p in found if p is not None]
+        found.append(stem + ".txt" if exists(stem + ".txt") else None)
+    meta = name + ".meta.json"
+    found.append(meta if exists(meta) else None)
+    return [n for n in found if n is not None]
+
+
+def read_with_another(name: str, image_stems: set[str], exists: Callable[[str], bool]) -> bool:
+    """Whether a file in a folder is a sidecar read with another file, never indexed alone: an image's
+    `<stem>.txt` caption (`image_stems`: the stems of the folder's images), or `<file>.meta.json`."""
+    stem, ext = os.path.splitext(name)
+    if ext.lower() == ".txt" and stem in image_stems:
+        return True
+    return name.endswith(".meta.json") and exists(name[: -len(".meta.json")])
+
+
+def indexed_ext(name: str) -> bool:
+    """Whether a file name has an extension that some reader takes (by name only: GIFs not opened)."""
+    return os.path.splitext(name)[1].lower() in _INDEXED_EXTS
 
 
 def file_hash(path: Path, with_sidecars: bool = True) -> str:
@@ -271,12 +293,9 @@ def _walk(root: Path, cfg: IngestConfig, add: Callable[[Path], None], found: Fou
             if is_link and not path.exists():
                 errors.append(FileError(shown(path), _dead_link(path)))
                 continue
-            stem, ext = os.path.splitext(entry.name)
-            if ext.lower() == ".txt" and stem in stems:
-                continue  # caption of the image beside it, read by the image reader
-            if entry.name.endswith(".meta.json") and os.path.exists(path.with_name(entry.name[:-10])):
-                continue  # metadata of the file beside it (mmrag/ingest/meta.py)
-            if ext.lower() not in _INDEXED_EXTS:  # by name only: kind_of opens GIFs
+            if read_with_another(entry.name, stems, lambda n, d=folder: os.path.exists(d / n)):  # type: ignore[misc]
+                continue  # an image's caption or a file's metadata (mmrag/ingest/meta.py): read with it
+            if not indexed_ext(entry.name):
                 continue
             if not entry.is_file():
                 # a named pipe or device with a file's extension: opening it could block forever

@@ -137,10 +137,14 @@ def read_subtitles(path: Path) -> list[Cue]:
     return cues
 
 
+SUBTITLE_SUFFIXES = (".srt", ".vtt", ".SRT", ".VTT", ".Srt", ".Vtt")
+"""A video's sidecar subtitle suffixes, in the order they are looked for."""
+
+
 def find_subtitles(video: Path) -> Path | None:
     """The sidecar subtitle file of a video: `<stem>.srt` or `<stem>.vtt` beside it (any case)."""
     video = Path(video)
-    for ext in (".srt", ".vtt", ".SRT", ".VTT", ".Srt", ".Vtt"):
+    for ext in SUBTITLE_SUFFIXES:
         candidate = video.with_suffix(ext)
         if candidate.is_file():
             return candidate
