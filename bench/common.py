@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import time
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -40,10 +41,12 @@ def machine(device: str | None = None, libs: Sequence[str] = ()) -> dict[str, An
 
 def write_json(result: dict[str, Any], out: Path) -> None:
     """`result` as JSON at `out`, with no absolute path of this machine in it: paths become relative
-    to the checkout, `../shared/data/...`, `~/...` or `$TMPDIR/...` (`mmrag.evals.portable_paths`)."""
+    to the checkout, `../shared/data/...`, `~/...` or `$TMPDIR/...` (`mmrag.evals.portable_paths`).
+    A result without a `date` gets today's (`YYYY-MM-DD`): the docs' tables show it
+    (`bench/tables.py`)."""
     from mmrag.evals import write_json as write
 
-    write(out, result)
+    write(out, result if "date" in result else {"date": time.strftime("%Y-%m-%d"), **result})
 
 
 def write_result(result: dict[str, Any], out: Path, plot: Callable[[dict[str, Any], Path], None]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -95,8 +96,13 @@ def test_bench_writer_uses_portable_paths(tmp_path: Path) -> None:
     common = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(common)
     out = tmp_path / "r.json"
+    before = time.strftime("%Y-%m-%d")
     common.write_result({"out": str(REPO / "bench" / "results" / "r.json")}, out, lambda r, p: None)
-    assert json.loads(out.read_text()) == {"out": "bench/results/r.json"}
+    written = json.loads(out.read_text())
+    assert written.pop("date") in {before, time.strftime("%Y-%m-%d")}  # the docs' tables show the day
+    assert written == {"out": "bench/results/r.json"}
+    common.write_json({"date": "2026-01-02", "n": 1}, out)  # a result's own date is kept
+    assert json.loads(out.read_text()) == {"date": "2026-01-02", "n": 1}
 
 
 def test_docs_hold_no_absolute_paths() -> None:
@@ -106,7 +112,7 @@ def test_docs_hold_no_absolute_paths() -> None:
         str(f.relative_to(root)): [
             line for line in f.read_text(encoding="utf-8").splitlines() if ABSOLUTE.search(line)
         ]
-        for f in [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+        for f in [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
     }
     found = {k: v for k, v in found.items() if v}
     assert not found, f"absolute machine paths in the docs: {found}"

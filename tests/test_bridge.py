@@ -195,3 +195,16 @@ def test_efficientnet_tower_matches_encoder_features() -> None:
     torch.testing.assert_close(got_pooled, fmap.mean(dim=(2, 3))[:, None], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(got_grid, fmap.flatten(2).transpose(1, 2), atol=1e-4, rtol=1e-4)
     assert not torch.allclose(got_pooled[0], got_pooled[1])
+
+
+def test_is_bridge_tells_a_bridge_from_the_other_backends(parts: tuple[str, str]) -> None:
+    """The one predicate rerankers, video QA and memory accounting use to recognise a bridge."""
+    from types import SimpleNamespace
+
+    from mmrag.generate import is_bridge
+    from mmrag.generate.llm import TextGenerator
+
+    assert is_bridge(_bridge(parts, "pooled", 1))
+    assert not is_bridge(TextGenerator.__new__(TextGenerator))  # a text LLM
+    assert not is_bridge(SimpleNamespace(model=None, processor=None))  # a VLMGenerator's shape
+    assert not is_bridge(SimpleNamespace(projector=None))  # a projector alone is not a bridge

@@ -2,7 +2,7 @@
 
 Layers, lowest first (docs/architecture.md draws them):
 
-1. `types`, `config`, `registry`, `device`, `prompts`
+1. `types`, `config`, `registry`, `device`, `missing`, `prompts`
 2. `ingest`, `encoders`, `store`, `generate`
 3. `index`, `retrieve`, `rerank`, `train`
 4. `answer`
@@ -33,6 +33,7 @@ LAYERS = {
     "config_sources": 1,
     "registry": 1,
     "device": 1,
+    "missing": 1,
     "prompts": 1,
     "ingest": 2,
     "encoders": 2,

@@ -18,7 +18,7 @@ def _run(*cmd: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff not installed (pip install -e '.[dev]')")
 def test_ruff_clean() -> None:
-    r = _run("ruff", "check", "mmrag", "connectors", "evals", "prompts", "tests", "bench")
+    r = _run("ruff", "check", "mmrag", "connectors", "evals", "prompts", "tests", "bench", "docs")
     assert r.returncode == 0, r.stdout + r.stderr
 
 

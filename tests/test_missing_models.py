@@ -18,7 +18,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from mmrag.cli import app
-from mmrag.generate.missing import PACKAGES, bridge_missing, hub_error, load_error
+from mmrag.missing import PACKAGES, bridge_missing, hub_error, load_error
 from mmrag.types import MMRAGError
 
 runner = CliRunner()
@@ -198,8 +198,8 @@ def test_uncached_hub_encoder_says_hf_download(
 
 
 def test_registered_hub_model_gives_its_download_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mmrag import missing
     from mmrag.encoders import load_image_encoder
-    from mmrag.generate import missing
 
     monkeypatch.setattr(missing, "in_hub_cache", lambda model_id: False)
     with pytest.raises(

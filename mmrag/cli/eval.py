@@ -5,6 +5,7 @@ Mount with `app.add_typer(eval_app, name="eval")`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,9 @@ from mmrag.cli.options_eval import (
 
 eval_app = typer.Typer(help="Evaluation suites.", no_args_is_help=True)
 
+RESULTS = Path("bench") / "results"
+"""Where a full run's summary goes unless `--bench` names another file."""
+
 
 @eval_app.command("easy-vqa")
 @guarded
@@ -76,13 +80,12 @@ def eval_easy_vqa(
         generator=str(Path(generator or DEFAULT_BRIDGE).expanduser()),
         n_questions=_count(questions, 1000),
         seed=seed,
-        shared=str(Path(data).expanduser()) if data else None,
+        shared=_path(data),
         runs=str(runs),
         device=device,
         quantize=quant,
     )
-    metrics = evaluate(cfg, bench_file=bench, show_progress=not json_out)
-    _show(metrics, json_out)
+    _run(evaluate, cfg, json_out, bench, None, show="show_progress")
 
 
 @eval_app.command("multihop")
@@ -111,17 +114,15 @@ def eval_multihop(
     `--rerank` (and `--rerank-model`) choose the reranker of the +rerank configurations.
     """
     from mmrag.evals.multihop import CONFIGS, SWEEP, EvalConfig, evaluate
-    from mmrag.types import MMRAGError
 
-    if split not in ("dev", "test"):
-        raise MMRAGError(f"unknown split {split!r}: choose dev or test")
-    if sweep not in (None, "retrieval"):
-        raise MMRAGError(f"unknown sweep {sweep!r}: the one sweep is `retrieval`")
+    _choose("split", split, ("dev", "test"))
+    if sweep is not None:
+        _choose("sweep", sweep, ("retrieval",))
     configs = list(configs) if configs else list(SWEEP) if sweep else list(CONFIGS)
     cfg = EvalConfig(
         split=split,
-        queries=str(queries) if queries else None,
-        corpus=str(corpus) if corpus else None,
+        queries=_path(queries),
+        corpus=_path(corpus),
         limit=limit,
         runs=str(runs),
         configs=configs,
@@ -133,18 +134,16 @@ def eval_multihop(
         report=report,
     )
     name = f"multihop_{split}{'_sweep' if sweep else ''}.json"
-    bench_file = bench or (Path("bench") / "results" / name if not limit else None)
-    metrics = evaluate(cfg, bench_file=bench_file, show_table=not json_out)
-    _show(metrics, json_out)
+    _run(evaluate, cfg, json_out, bench, None if limit else name)
 
 
 @eval_app.command("answers")
 @guarded
 def eval_answers(
     split: SplitOpt = "test",
+    answer_sample: AnswerSampleOpt = 8,
     queries: QueriesOpt = None,
     corpus: CorpusOpt = None,
-    answer_sample: AnswerSampleOpt = 8,
     max_new_tokens: MaxNewTokensOpt = None,
     runs: RunsOpt = Path("runs"),
     bench: BenchOpt = None,
@@ -156,23 +155,15 @@ def eval_answers(
     The default sample (8 queries, 2 of each type) fits CI; `--answer-sample 0` answers the whole split.
     """
     from mmrag.evals.answers import EvalConfig, evaluate
-    from mmrag.types import MMRAGError
 
-    if split not in ("dev", "test"):
-        raise MMRAGError(f"unknown split {split!r}: choose dev or test")
+    _choose("split", split, ("dev", "test"))
     cfg = EvalConfig(
-        split=split,
-        queries=str(queries) if queries else None,
-        corpus=str(corpus) if corpus else None,
-        sample=answer_sample,
-        runs=str(runs),
+        split=split, queries=_path(queries), corpus=_path(corpus), sample=answer_sample, runs=str(runs)
     )
     if max_new_tokens:
         cfg.max_new_tokens = max_new_tokens
     name = f"answers_{split}{'_full' if not answer_sample else ''}.json"
-    bench_file = bench or (Path("bench") / "results" / name if not (queries or corpus) else None)
-    metrics = evaluate(cfg, bench_file=bench_file, show_table=not json_out)
-    _show(metrics, json_out)
+    _run(evaluate, cfg, json_out, bench, None if queries or corpus else name)
 
 
 @eval_app.command("financebench")
@@ -201,8 +192,8 @@ def eval_financebench(
     from mmrag.evals.financebench_data import DEFAULT_CONFIGS, EvalConfig
 
     cfg = EvalConfig(
-        questions=str(Path(questions).expanduser()) if questions else None,
-        pdfs=str(pdfs) if pdfs else None,
+        questions=_path(questions),
+        pdfs=_path(pdfs),
         docs=list(doc) if doc else None,
         limit=limit,
         profile=profile or "offline",
@@ -214,9 +205,7 @@ def eval_financebench(
     )
     subset = limit or doc or questions or pdfs
     name = "financebench.json" if split == "all" else f"financebench_{split}.json"
-    bench_file = bench or (Path("bench") / "results" / name if not subset else None)
-    metrics = evaluate(cfg, bench_file=bench_file, show_table=not json_out)
-    _show(metrics, json_out)
+    _run(evaluate, cfg, json_out, bench, None if subset else name)
 
 
 @eval_app.command("clip8")
@@ -234,15 +223,13 @@ def eval_clip8(
     from mmrag.evals.clip8 import EvalConfig, evaluate
 
     cfg = EvalConfig(
-        data=str(Path(data).expanduser()) if data else None,
+        data=_path(data),
         profile=profile or "offline",
         image_model=image_model,
         tag_baseline=tag_baseline,
         runs=str(runs),
     )
-    bench_file = bench or (Path("bench") / "results" / "clip8.json" if data is None else None)
-    metrics = evaluate(cfg, bench_file=bench_file, show_table=not json_out)
-    _show(metrics, json_out)
+    _run(evaluate, cfg, json_out, bench, "clip8.json" if data is None else None)
 
 
 @eval_app.command("long-video")
@@ -275,12 +262,7 @@ def eval_long_video(
     from mmrag.evals.long_video_config import SPLIT_SEEDS
 
     if split:
-        if split not in SPLIT_SEEDS:
-            from mmrag.types import MMRAGError
-
-            raise MMRAGError(f"unknown split {split!r}: choose from {', '.join(SPLIT_SEEDS)}")
-        seed = SPLIT_SEEDS[split]
-
+        seed = SPLIT_SEEDS[_choose("split", split, tuple(SPLIT_SEEDS))]
     cfg = EvalConfig(
         generator=str(Path(generator or DEFAULT_BRIDGE).expanduser()),
         questions=_count(questions, 60),
@@ -292,14 +274,13 @@ def eval_long_video(
         text_scoring=text_scoring,
         runs=str(runs),
         device=device,
-        tvqa=str(tvqa) if tvqa else None,
-        tvqa_subtitles=str(tvqa_subtitles) if tvqa_subtitles else None,
-        tvqa_frames=str(tvqa_frames) if tvqa_frames else None,
+        tvqa=_path(tvqa, expand=False),
+        tvqa_subtitles=_path(tvqa_subtitles, expand=False),
+        tvqa_frames=_path(tvqa_frames, expand=False),
         episodes=episodes,
     )
     name = "long_video_tvqa.json" if tvqa else "long_video.json"
-    metrics = evaluate(cfg, bench_file=bench or Path("bench") / "results" / name, show_progress=not json_out)
-    _show(metrics, json_out)
+    _run(evaluate, cfg, json_out, bench, name, show="show_progress")
 
 
 def _count(questions: str | None, default: int) -> int:
@@ -317,6 +298,44 @@ def _count(questions: str | None, default: int) -> int:
     if n < 0:
         raise MMRAGError(f"--questions takes a number of questions here (0: all), not {n}")
     return n
+
+
+def _choose(option: str, value: str, allowed: Sequence[str]) -> str:
+    """`value` when it is one of `allowed`; else the usage error naming them."""
+    from mmrag.types import MMRAGError
+
+    if value in allowed:
+        return value
+    if len(allowed) == 1:
+        raise MMRAGError(f"unknown {option} {value!r}: the one {option} is `{allowed[0]}`")
+    choices = " or ".join(allowed) if len(allowed) == 2 else "from " + ", ".join(allowed)
+    raise MMRAGError(f"unknown {option} {value!r}: choose {choices}")
+
+
+def _path(value: str | Path | None, expand: bool = True) -> str | None:
+    """An optional path option as the string a suite's config holds (`~` expanded unless told not to)."""
+    if not value:
+        return None
+    return str(Path(value).expanduser()) if expand else str(value)
+
+
+def _run(
+    evaluate: Callable[..., dict[str, Any]],
+    cfg: Any,
+    json_out: bool,
+    bench: Path | None,
+    result: str | None,
+    show: str = "show_table",
+) -> None:
+    """Run a suite and show its metrics: the one tail every `mmrag eval` command shares.
+
+    The summary goes to `--bench`, else to `bench/results/<result>`; `result` None (a run on a subset,
+    or a suite that writes none unless asked) writes none. `show` is the suite's switch for its live
+    table or progress bar, off with `--json` so stdout holds the JSON alone.
+    """
+    bench_file = bench or (RESULTS / result if result else None)
+    metrics = evaluate(cfg, bench_file=bench_file, **{show: not json_out})
+    _show(metrics, json_out)
 
 
 def _show(metrics: dict[str, Any], json_out: bool) -> None:

@@ -7,7 +7,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from mmrag.encoders.base import ImageEncoder, ImageFeatures, TextEncoder, l2_normalize
-from mmrag.generate.missing import (
+from mmrag.missing import (
     hub_error,
     hub_offline,
     in_hub_cache,
@@ -136,7 +136,7 @@ def _family_module(desc: ModelDescription) -> Any:
 
 def _load(desc: ModelDescription, **kw: Any) -> Any:
     """Load `desc` with its family's module; a model missing here fails in one line saying what to run
-    (`mmrag.generate.missing`): the pip package that ships it, or the hub download."""
+    (`mmrag.missing`): the pip package that ships it, or the hub download."""
     if not desc.available():
         if desc.package and (desc.source == "package" or (hub_offline() and not in_hub_cache(desc.id))):
             raise package_missing(desc.package, desc.id)

@@ -17,7 +17,7 @@ import numpy as np
 
 from mmrag.device import resolve_device
 from mmrag.encoders.base import ImageFeatures, Pixels, l2_normalize, pixel_rows
-from mmrag.generate.missing import package_folder, package_missing
+from mmrag.missing import package_folder, package_missing
 from mmrag.registry import ModelDescription, get_model
 
 if TYPE_CHECKING:

@@ -25,7 +25,17 @@ _EXPORTS = {
     "VLMGenerator": "mmrag.generate.vlm",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "is_bridge"])
+
+
+def is_bridge(backend: Any) -> bool:
+    """True for a loaded projector bridge (`BridgeModel`: vision tower, projector, causal LM).
+
+    Read from what the object has rather than `isinstance`, so that callers (rerankers, video QA,
+    memory accounting) can tell a bridge from a `VLMGenerator` or a `TextGenerator` without importing
+    torch. The one place that says what a bridge looks like.
+    """
+    return hasattr(backend, "projector") and hasattr(backend, "chat_parts")
 
 
 def __getattr__(name: str) -> Any:

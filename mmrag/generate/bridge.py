@@ -33,8 +33,8 @@ from torch import nn
 from mmrag.device import resolve_device
 from mmrag.generate.decode import generate_from
 from mmrag.generate.llm import load_causal_lm
-from mmrag.generate.missing import bridge_missing
 from mmrag.generate.towers import EfficientNetTower, HFVisionTower, load_vision_tower
+from mmrag.missing import bridge_missing
 from mmrag.types import MMRAGError
 
 if TYPE_CHECKING:

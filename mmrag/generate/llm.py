@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from mmrag.device import resolve_device, resolve_dtype, torch_dtype
 from mmrag.generate.decode import generate_from
-from mmrag.generate.missing import OFFLINE_GENERATOR, load_error, package_folder
+from mmrag.missing import OFFLINE_GENERATOR, load_error, package_folder
 from mmrag.registry import ModelDescription, assemble_model, cache_dir, get_model
 from mmrag.types import MMRAGError
 

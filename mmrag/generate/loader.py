@@ -10,7 +10,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmrag.generate.missing import (
+from mmrag.generate import is_bridge
+from mmrag.missing import (
     OFFLINE_GENERATOR,
     bridge_missing,
     is_hub_id,
@@ -101,7 +102,7 @@ def load_generator(cfg: GenerateConfig) -> Generator:
 
 def memory_footprint(backend: Any) -> int:
     """Bytes held by a loaded backend's parameters and buffers (4-bit weights count as packed)."""
-    if hasattr(backend, "projector"):  # a bridge: the LM's own footprint plus tower and projector
+    if is_bridge(backend):  # a bridge: the LM's own footprint plus tower and projector
         rest = [backend.tower, backend.projector]
         return int(backend.llm.get_memory_footprint()) + sum(
             t.nelement() * t.element_size() for m in rest for t in [*m.parameters(), *m.buffers()]
@@ -154,7 +155,7 @@ def require_generator(spec: str) -> None:
 
     A packaged LLM whose pip package (or one of whose parts) is missing, a path that does not exist
     (taken for a bridge not trained yet: the one generator made here), or a hub id that is not cached
-    while the hub is off (`mmrag.generate.missing`). Evaluation suites call it before their other work.
+    while the hub is off (`mmrag.missing`). Evaluation suites call it before their other work.
     """
     from mmrag.generate.llm import converted, converted_folder, packaged_llm
 

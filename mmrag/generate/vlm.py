@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from mmrag.device import resolve_device, resolve_dtype, torch_dtype
 from mmrag.generate.decode import generate_from
 from mmrag.generate.llm import quantization_config
-from mmrag.generate.missing import OFFLINE_GENERATOR, load_error
+from mmrag.missing import OFFLINE_GENERATOR, load_error
 from mmrag.types import MMRAGError
 
 if TYPE_CHECKING:

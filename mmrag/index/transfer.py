@@ -29,21 +29,14 @@ import copy
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mmrag.index.folder import MANIFEST, IndexLock, read_manifest, write_json_atomic
-from mmrag.index.transfer_copy import (
-    CHECKPOINT,
-    DEFAULT_BATCH,
-    VERIFY_SAMPLE,
-    TransferReport,
-    copy_points,
-    prepare,
-)
+from mmrag.index.transfer_copy import CHECKPOINT, CopyOptions, IntoIndex, TransferReport, copy_points, prepare
 from mmrag.store.base import Store, StoreSchema
 from mmrag.store.bundle import (
     BUNDLE,
@@ -56,6 +49,9 @@ from mmrag.store.bundle import (
 from mmrag.store.edge import EdgeStore
 from mmrag.store.server import ClientStore, ServerOptions
 from mmrag.types import MMRAGError
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 FILES = "files.sqlite"
 
@@ -152,14 +148,12 @@ def _dest_manifest(
 
 
 def _into_index(
-    src: StoreEnd | BundleEnd,
-    manifest: dict[str, Any],
-    files: Path,
-    dest: Path,
-    target: tuple[str | None, str, str | None, ServerOptions | None],
-    opts: dict[str, Any],
+    src: StoreEnd | BundleEnd, manifest: dict[str, Any], files: Path, dest: Path, into: IntoIndex
 ) -> TransferReport:
-    url, collection, api_key, options = target
+    """Copy `src` into the new index folder `dest` (points embedded or on `into`'s server), then its
+    file table and, last, its manifest."""
+    url, api_key, options = into.get("url"), into.get("api_key"), into.get("options")
+    collection = into.get("collection") or _location(manifest)[1]
     report = TransferReport(
         src.label, str(dest) if url is None else f"{dest} (collection {collection!r} at {url})"
     )
@@ -183,7 +177,7 @@ def _into_index(
                     )
                 ckpt["target_checked"] = True
                 write_json_atomic(dest / CHECKPOINT, ckpt)
-            copy_points(src, StoreEnd(store, str(dest)), dest, ckpt, report, opts)
+            copy_points(src, StoreEnd(store, str(dest)), dest, ckpt, report, into)
             if url is None:
                 t0 = time.perf_counter()
                 store.optimize()  # the embedded engine builds HNSW only when asked
@@ -198,14 +192,7 @@ def _into_index(
 
 # -- the front door ----------------------------------------------------------------------------------
 def export_bundle(
-    index: str | Path,
-    dest: str | Path,
-    *,
-    api_key: str | None = None,
-    batch_size: int = DEFAULT_BATCH,
-    progress: bool = False,
-    verify: int = VERIFY_SAMPLE,
-    on_page: Callable[[int], None] | None = None,
+    index: str | Path, dest: str | Path, *, api_key: str | None = None, **copy: Unpack[CopyOptions]
 ) -> TransferReport:
     """Write an index (embedded or on a server) to a portable bundle folder.
 
@@ -213,10 +200,8 @@ def export_bundle(
         index: The index folder.
         dest: A new (or empty) folder; an interrupted export into it goes on where it stopped.
         api_key: API key of the server holding the index's points, if any.
-        batch_size: Points per page read, and per part file written.
-        progress: Show a progress bar on stderr.
-        verify: Points read back and compared after the copy.
-        on_page: Called with the number of points copied so far after every page.
+        **copy: How the copy runs (`CopyOptions`: `batch_size` points per page read and per part
+            file written, `progress`, `verify`, `on_page`).
 
     Raises:
         MMRAGError: No index at `index`, `dest` is not empty, or a check after the copy failed.
@@ -225,13 +210,12 @@ def export_bundle(
         >>> export_bundle("./idx", "/mnt/usb/idx.bundle")  # doctest: +SKIP
     """
     index, dest = Path(index).expanduser().resolve(), Path(dest).expanduser().resolve()
-    opts = {"batch_size": batch_size, "progress": progress, "verify": verify, "on_page": on_page}
     with _source_index(index, api_key) as (src, manifest):
         schema = _schema(manifest, index)
         spaces = schema.dense
         ckpt = prepare(dest, src.label, {"bundle": str(dest)})
         report = TransferReport(src.label, str(dest))
-        copy_points(src, BundleEnd(dest, spaces, multi=schema.multi), dest, ckpt, report, opts)
+        copy_points(src, BundleEnd(dest, spaces, multi=schema.multi), dest, ckpt, report, copy)
         _copy_files(index / FILES, dest / FILES)
     write_json_atomic(dest / MANIFEST, manifest)
     meta = {
@@ -249,32 +233,15 @@ def export_bundle(
     return report
 
 
-def import_bundle(
-    bundle: str | Path,
-    dest: str | Path,
-    *,
-    url: str | None = None,
-    collection: str | None = None,
-    api_key: str | None = None,
-    options: ServerOptions | None = None,
-    batch_size: int = DEFAULT_BATCH,
-    progress: bool = False,
-    verify: int = VERIFY_SAMPLE,
-    on_page: Callable[[int], None] | None = None,
-) -> TransferReport:
+def import_bundle(bundle: str | Path, dest: str | Path, **into: Unpack[IntoIndex]) -> TransferReport:
     """Make a new index folder from a bundle: points in its embedded store, or on a server.
 
     Args:
         bundle: A folder written by `export_bundle`.
         dest: The new index folder (new or empty; an interrupted import goes on where it stopped).
-        url: Qdrant server for the points (None: the embedded store in `dest`).
-        collection: Collection on the server (default: the one the bundle's index used).
-        api_key: API key of that server.
-        options: Shards, replicas and quantization of the new collection.
-        batch_size: Unused (a bundle is read one part at a time); kept for a uniform signature.
-        progress: Show a progress bar on stderr.
-        verify: Points read back and compared after the copy.
-        on_page: Called with the number of points copied so far after every page.
+        **into: Where the points go and how the copy runs (`IntoIndex`: `url`, `collection`,
+            `api_key`, `options`; `progress`, `verify`, `on_page`; `batch_size` is unused, a bundle
+            is read one part at a time).
     """
     bundle, dest = Path(bundle).expanduser().resolve(), Path(dest).expanduser().resolve()
     meta = read_bundle(bundle)
@@ -283,24 +250,11 @@ def import_bundle(
         raise MMRAGError(f"{bundle}: the bundle has no {MANIFEST}; export it again")
     schema = _schema(manifest, bundle)
     src = BundleEnd(bundle, schema.dense, meta, multi=schema.multi)
-    opts = {"batch_size": batch_size, "progress": progress, "verify": verify, "on_page": on_page}
-    target = (url, collection or _location(manifest)[1], api_key, options)
-    return _into_index(src, manifest, bundle / FILES, dest, target, opts)
+    return _into_index(src, manifest, bundle / FILES, dest, into)
 
 
 def copy_index(
-    index: str | Path,
-    dest: str | Path,
-    *,
-    url: str | None = None,
-    collection: str | None = None,
-    api_key: str | None = None,
-    source_api_key: str | None = None,
-    options: ServerOptions | None = None,
-    batch_size: int = DEFAULT_BATCH,
-    progress: bool = False,
-    verify: int = VERIFY_SAMPLE,
-    on_page: Callable[[int], None] | None = None,
+    index: str | Path, dest: str | Path, *, source_api_key: str | None = None, **into: Unpack[IntoIndex]
 ) -> TransferReport:
     """Copy an index into a new index folder, moving its points between the embedded store and a server.
 
@@ -310,15 +264,10 @@ def copy_index(
     Args:
         index: The source index folder (its manifest says where its points are).
         dest: The new index folder (new or empty; an interrupted copy goes on where it stopped).
-        url: Qdrant server for the copy's points (None: the embedded store in `dest`).
-        collection: Collection on that server (default: the source's collection name).
-        api_key: API key of the destination server.
         source_api_key: API key of the source's server, if its points are on one.
-        options: Shards, replicas and quantization of the new collection.
-        batch_size: Points per page read and written.
-        progress: Show a progress bar on stderr.
-        verify: Points read back and compared after the copy.
-        on_page: Called with the number of points copied so far after every page.
+        **into: Where the copy's points go and how the copy runs (`IntoIndex`: `url`, `collection`
+            (default: the source's collection name), `api_key` of the destination server, `options`;
+            `batch_size`, `progress`, `verify`, `on_page`).
 
     Raises:
         MMRAGError: No index at `index`, `dest` or the collection is not empty, or a check failed.
@@ -326,7 +275,5 @@ def copy_index(
     index, dest = Path(index).expanduser().resolve(), Path(dest).expanduser().resolve()
     if index == dest:
         raise MMRAGError(f"{index}: source and destination are the same folder")
-    opts = {"batch_size": batch_size, "progress": progress, "verify": verify, "on_page": on_page}
     with _source_index(index, source_api_key) as (src, manifest):
-        target = (url, collection or _location(manifest)[1], api_key, options)
-        return _into_index(src, manifest, index / FILES, dest, target, opts)
+        return _into_index(src, manifest, index / FILES, dest, into)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -28,6 +28,34 @@ CHECKPOINT = ".transfer.json"
 DEFAULT_BATCH = 1024
 # Points compared vector by vector after a copy (a reservoir sample over the whole copy).
 VERIFY_SAMPLE = 64
+
+
+class CopyOptions(TypedDict, total=False):
+    """How a copy runs: the keyword arguments every transfer takes (`export_bundle`, `import_bundle`,
+    `copy_index`) and hands to `copy_points` unchanged."""
+
+    batch_size: int
+    """Points per page read and written (and per part file of a bundle); default `DEFAULT_BATCH`."""
+    progress: bool
+    """Show a progress bar on stderr."""
+    verify: int
+    """Points read back from the destination and compared after the copy; default `VERIFY_SAMPLE`."""
+    on_page: Callable[[int], None] | None
+    """Called with the number of points copied so far after every page."""
+
+
+class IntoIndex(CopyOptions, total=False):
+    """Where a copy into a new index folder puts its points, with how it runs (`import_bundle`,
+    `copy_index`)."""
+
+    url: str | None
+    """Qdrant server for the points (None: the embedded store in the new folder)."""
+    collection: str | None
+    """Collection on that server (default: the one the source index used)."""
+    api_key: str | None
+    """API key of that server."""
+    options: Any
+    """`ServerOptions`: shards, replicas and quantization of a new collection on the server."""
 
 
 @dataclass
@@ -89,14 +117,14 @@ def copy_points(
     dest: Path,
     ckpt: dict[str, Any],
     report: TransferReport,
-    opts: dict[str, Any],
+    opts: CopyOptions,
 ) -> None:
     """Stream every page of `src` into `dst`, checkpointing after each; then check counts and a sample."""
     total, verify = src.count(), int(opts.get("verify", VERIFY_SAMPLE))
     report.resumed_at = int(ckpt["copied"])
     sample: list[PointData] = []
     rng, seen = random.Random(0), 0
-    on_page: Callable[[int], None] | None = opts.get("on_page")
+    on_page = opts.get("on_page")
     t0 = time.perf_counter()
     with progress_bar(
         bool(opts.get("progress")), total, "copying[/] points", report.resumed_at, f"into {dest.name}"[-60:]

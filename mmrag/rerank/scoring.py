@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mmrag.generate import is_bridge
 from mmrag.types import MMRAGError
 
 if TYPE_CHECKING:
@@ -199,7 +200,7 @@ class BridgeScorer:
 
 def vlm_scorer(backend: Any) -> NextTokenScorer:
     """The scorer for a loaded generator backend: a bridge, or a `VLMGenerator` (model + processor)."""
-    if hasattr(backend, "projector"):
+    if is_bridge(backend):
         return BridgeScorer(backend)
     if hasattr(backend, "processor"):
         return HFVLMScorer(backend.model, backend.processor)

@@ -44,6 +44,7 @@ from mmrag.answer.video.scoring import (
     score_choices,
     score_choices_each,
 )
+from mmrag.generate import is_bridge
 from mmrag.types import MMRAGError, format_span
 
 if TYPE_CHECKING:
@@ -201,7 +202,7 @@ def answer_from_clips(
         frames = [[] for _ in clips]
         for c in clips:
             c.n_frames = 0
-    bridge = hasattr(gen.backend, "projector")
+    bridge = is_bridge(gen.backend)
     family = "bridge" if bridge else None
     t1 = time.perf_counter()
     ordered = sorted(clips, key=lambda c: (c.hit.path, c.hit.t_start or 0.0))

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mmrag.answer.video.scoring import _cached_logprobs, _ids, expand_forms, fold_forms, log_softmax
+from mmrag.generate import is_bridge
 from mmrag.types import MMRAGError
 
 
@@ -41,7 +42,7 @@ def _causal_lm(backend: Any) -> Any | None:
     """The causal LM under a bridge or a text LLM (which can run without a chat turn); else None."""
     from mmrag.generate.llm import TextGenerator
 
-    if hasattr(backend, "projector"):
+    if is_bridge(backend):
         return backend.llm
     return backend.model if isinstance(backend, TextGenerator) else None
 

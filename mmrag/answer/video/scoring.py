@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
 
+from mmrag.generate import is_bridge
 from mmrag.types import MMRAGError
 
 if TYPE_CHECKING:
@@ -80,7 +81,7 @@ def score_choices_each(
     if not choices:
         raise MMRAGError("no choices to score")
     forms, owner = expand_forms(choices)
-    if hasattr(backend, "projector") and hasattr(backend, "chat_parts") and images:
+    if is_bridge(backend) and images:
         rows = _bridge_logprobs(backend, prompt, images, forms, each=True)
     else:
         rows = [choice_logprobs(backend, prompt, [im], forms) for im in images]
@@ -95,7 +96,7 @@ def choice_logprobs(
     from mmrag.generate.llm import TextGenerator
     from mmrag.generate.vlm import VLMGenerator
 
-    if hasattr(backend, "projector") and hasattr(backend, "chat_parts"):
+    if is_bridge(backend):
         return _bridge_logprobs(backend, prompt, images, choices)[0]
     if isinstance(backend, VLMGenerator):
         return _vlm_logprobs(backend, prompt, images, choices)
