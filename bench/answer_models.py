@@ -38,6 +38,22 @@ def rss_mb(field: str = "VmRSS") -> float:
     return 0.0
 
 
+def load_all(gens: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Load each generator config once (cold, in this process): seconds and the memory it added."""
+    from mmrag.generate.loader import load_generator
+
+    loads = {}
+    for name, g in gens.items():
+        gc.collect()
+        before, t1 = rss_mb(), time.perf_counter()
+        load_generator(g)
+        loads[name] = {
+            "load_seconds": round(time.perf_counter() - t1, 2),
+            "rss_added_mb": round(rss_mb() - before),
+        }
+    return loads
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--split", choices=["dev", "test"], default="dev")
@@ -62,7 +78,6 @@ def main() -> None:
     from mmrag.evals import multihop
     from mmrag.evals.answers import EvalConfig, answer_metrics, prepare, record
     from mmrag.evals.multihop_answers import gold_hits
-    from mmrag.generate.loader import load_generator
 
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     folders = [f.strip() for f in args.prompts.split(",")] if args.prompts else [""]
@@ -71,22 +86,13 @@ def main() -> None:
     cfg = EvalConfig(split=args.split, sample=args.sample, config=args.config, k=args.k, runs=args.runs)
     _, cpath, label, queries, config, mh, opts = prepare(cfg)
     t0 = time.perf_counter()
-    loads: dict[str, dict[str, float]] = {}
     with multihop.open_index(cpath, mh) as pipe:
         t_index = time.perf_counter() - t0
         base = replace(
             pipe.config.generate, max_new_tokens=args.max_new_tokens, context_chars=args.context_chars
         )
         gens = {v: replace(base, model=m) for v, (m, _) in variants.items()}
-        for m, g in gens.items():
-            gc.collect()
-            before = rss_mb()
-            t1 = time.perf_counter()
-            load_generator(g)
-            loads[m] = {
-                "load_seconds": round(time.perf_counter() - t1, 2),
-                "rss_added_mb": round(rss_mb() - before),
-            }
+        loads = load_all(gens)
         rows: dict[str, list[dict[str, Any]]] = {m: [] for m in models}
         with Progress(transient=True) as bar:
             task = bar.add_task("answering", total=len(queries))
@@ -126,6 +132,7 @@ def main() -> None:
     write_json(result, out)
     keys = (
         "accuracy",
+        "strict_accuracy",
         "null_refusal_rate",
         "false_refusal_rate",
         "citation_rate",

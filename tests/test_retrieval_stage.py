@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mmrag.evals.multihop_answers import accuracy, gold_hits, is_correct
+from mmrag.evals.multihop_answers import accuracy, gold_hits, is_correct, is_correct_strict
 from mmrag.retrieve.filters import FilterReader, find_dates, source_aliases
 from mmrag.retrieve.hybrid import fuse
 from mmrag.retrieve.multihop import fuse_hits, parse_queries, rule_queries
@@ -109,6 +109,13 @@ def test_answer_rule_and_accuracy() -> None:
     assert not is_correct("No.", "Yes")
     assert is_correct("Insufficient information.", "Insufficient information.")
     assert is_correct("It was Sam Bankman-Fried.", "Sam Bankman Fried")
+    # the official rule is a substring: "no" inside a word, or both words given, count
+    assert is_correct("Announcing the deal [1].", "No") and is_correct("[1] Yes [2] No", "Yes")
+    assert not is_correct_strict("Announcing the deal [1].", "No")
+    assert not is_correct_strict("[1] Yes [2] No", "Yes")
+    assert is_correct_strict("No, the reports differ [2].", "No")
+    assert is_correct_strict("It was Sam Bankman-Fried.", "Sam Bankman Fried")
+    assert is_correct("Applebee's [1]", "Apple") and not is_correct_strict("Applebee's [1]", "Apple")
     rows = [
         {"type": "t1", "retrieved": {"correct": True}, "gold": {"correct": True}},
         {"type": "t2", "retrieved": {"correct": False}, "gold": {"correct": True}},

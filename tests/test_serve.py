@@ -28,7 +28,7 @@ from mmrag import Pipeline  # noqa: E402
 from mmrag.serve.app import create_app  # noqa: E402
 
 QUESTION = "How do they whisk the eggs in the cooking show?"
-GEN = {"generate.max_new_tokens": 12}
+GEN = {"generate.model": "smollm2-135m", "generate.max_new_tokens": 12}  # the fast packaged LLM
 
 
 def build_corpus(root: Path) -> Path:

@@ -34,7 +34,7 @@ from mmrag.cli.remote import server_for  # noqa: E402
 from mmrag.serve.app import create_app  # noqa: E402
 from mmrag.serve.presence import SERVER_FILE, announce, live_server, write_server_file  # noqa: E402
 
-GEN = {"generate.max_new_tokens": 12}
+GEN = {"generate.model": "smollm2-135m", "generate.max_new_tokens": 12}  # the fast packaged LLM
 WIDE = {"COLUMNS": "200", "NO_COLOR": "1"}
 TOPICS = {
     "ferries.txt": "Electric ferries carried nine million passengers across the fjord last year.",

@@ -339,7 +339,7 @@ def test_abandoned_answers_stop_generating(index_dir: Path) -> None:
     needs_smollm2()
     from serving import serving
 
-    gen = {"generate.max_new_tokens": 160, "generate.stop_on_repetition": False}
+    gen = {**GEN, "generate.max_new_tokens": 160, "generate.stop_on_repetition": False}
     app = create_app(index_dir, preload=True, **gen)
     auth = {"Authorization": f"Bearer {app.state.security.token}"}
     question = "Describe everything about the cooking show in detail."

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmrag.answer.cite import INSUFFICIENT, check_citations
+from mmrag.answer.forms import answer_openings
 from mmrag.generate.loader import load_generator
 from mmrag.generate.stopping import generation_options
 from mmrag.ingest.render import hit_image
@@ -264,6 +265,9 @@ def answer(
     opts = generation_options(cfg)
     if getattr(cfg, "label_every_sentence", True):
         opts["cite_labels"] = len(sources)  # 0: no label may be written
+    openings = answer_openings(question, getattr(cfg, "answer_first", True))
+    if openings and sources:
+        opts["answer_starts"] = openings  # Yes, No or the refusal first
     if not sources and not images:
         text = f"{INSUFFICIENT}."  # nothing to answer from: a model would only guess
         if on_token is not None:

@@ -8,7 +8,7 @@ the label constraint of `mmrag.generate.labels`; streamed or not, the text is cu
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ def generate_from(
     repeat_ngram: int | None = None,
     repetition_penalty: float | None = None,
     cite_labels: int | None = None,
+    answer_starts: Sequence[str] | None = None,
     **gen_kw: Any,
 ) -> str | Iterator[str]:
     """Run `model.generate(**inputs)`, returning the new text (or streaming it); shared by every backend.
@@ -34,7 +35,8 @@ def generate_from(
     `GenerateConfig`'s default for `stop_on_repetition`, `repeat_ngram` and `repetition_penalty`.
     `cite_labels` > 0: each sentence ends with a label `[1]`..`[cite_labels]` that the model picks
     (`mmrag.generate.labels`); 0: there are no sources, and no label may be written; None: no
-    constraint.
+    constraint. `answer_starts`: the answer opens with one of these texts, the model's pick
+    (`mmrag.generate.starts`).
     """
     import torch
     from transformers import LogitsProcessorList, StoppingCriteriaList, TextIteratorStreamer
@@ -76,8 +78,13 @@ def generate_from(
         penalty = LabelAfterSentence(
             tokenizer, cite_labels, start, inner=penalty, end_ids=ends, max_new_tokens=max_new_tokens
         )
-    if penalty is not None:
-        kw["logits_processor"] = LogitsProcessorList([*kw.get("logits_processor", []), penalty])
+    processors = [*kw.get("logits_processor", []), *([penalty] if penalty is not None else [])]
+    if answer_starts:
+        from mmrag.generate.starts import StartWith
+
+        processors.append(StartWith(tokenizer, answer_starts, start))  # last: its mask is final
+    if processors:
+        kw["logits_processor"] = LogitsProcessorList(processors)
     if rules.active:
         stop = RepetitionStop(tokenizer, rules, start)
         kw["stopping_criteria"] = StoppingCriteriaList([*kw.get("stopping_criteria", []), stop])
