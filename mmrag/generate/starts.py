@@ -35,10 +35,13 @@ class StartWith:
         self.prompt_len = prompt_len
         seqs = [list(tokenizer.encode(o, add_special_tokens=False)) for o in openings if o]
         self.sequences = [s for s in seqs if s]
+        self.longest = max((len(s) for s in self.sequences), default=0)
 
     def allowed(self, generated: Sequence[int]) -> list[int] | None:
         """Token ids allowed next after `generated` (None: an opening is complete, or none fits)."""
         n = len(generated)
+        if n >= self.longest:  # past every opening: the rest of the answer is free
+            return None
         live = [s for s in self.sequences if s[:n] == list(generated)]
         if not live or any(len(s) == n for s in live):
             return None
@@ -49,6 +52,8 @@ class StartWith:
 
         out = scores
         for b, row in enumerate(input_ids[:, self.prompt_len :]):
+            if len(row) >= self.longest:
+                continue
             allowed = self.allowed([int(t) for t in row])
             if allowed is None:
                 continue
