@@ -75,6 +75,7 @@ def main() -> None:
     from rich.progress import Progress
 
     from mmrag.answer.ask import answer
+    from mmrag.answer.question import unindexed_of
     from mmrag.evals import multihop
     from mmrag.evals.answers import EvalConfig, answer_metrics, prepare, record
     from mmrag.evals.multihop_answers import gold_hits
@@ -97,13 +98,15 @@ def main() -> None:
         with Progress(transient=True) as bar:
             task = bar.add_task("answering", total=len(queries))
             for i, q in enumerate(queries):
-                hits = pipe.retrieve(q["query"], k=cfg.k, modality="text", **opts).hits
+                found = pipe.retrieve(q["query"], k=cfg.k, modality="text", **opts)
+                hits, unindexed = found.hits, unindexed_of(found)
                 order = models if i % 2 == 0 else models[::-1]
                 for m in order:
                     row = {"i": i, "query": q["query"], "type": q["question_type"], "answer": q["answer"]}
                     prompts = variants[m][1]
-                    for col, given in (("retrieved", hits), ("gold", gold_hits(q))):
-                        row[col] = record(answer(q["query"], given, gens[m], prompt_dir=prompts), q["answer"])
+                    for col, given, names in (("retrieved", hits, unindexed), ("gold", gold_hits(q), [])):
+                        said = answer(q["query"], given, gens[m], prompt_dir=prompts, unindexed=names)
+                        row[col] = record(said, q["answer"])
                     rows[m].append(row)
                 bar.advance(task)
     per_model = {}

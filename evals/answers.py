@@ -36,8 +36,8 @@ from mmrag.evals.multihop_data import NULL_TYPE, load_queries, resolve_data
 
 if TYPE_CHECKING:
     from mmrag.answer.ask import Answer
+    from mmrag.answer.question import Found
     from mmrag.config import GenerateConfig
-    from mmrag.types import Hit
 
 COLUMNS = ("retrieved", "gold", "before")
 RATES = (
@@ -108,21 +108,27 @@ def record(ans: Answer, gold: str, duplicates: int | None = None) -> dict[str, A
 
 def answer_rows(
     queries: Sequence[dict[str, Any]],
-    retrieve: Callable[[str], list[Hit]],
+    retrieve: Callable[[str], Found],
     gen: GenerateConfig,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
-    """Answer each query in the three columns; alternate which of `retrieved` and `before` goes first."""
+    """Answer each query in the three columns; alternate which of `retrieved` and `before` goes first.
+
+    `retrieved` is answered as `mmrag ask` answers (a question crediting a publication that nothing
+    indexed comes from is refused); `before` (the hygiene before issue 17) never refuses so.
+    """
     from rich.progress import Progress
 
     from mmrag.answer.ask import Source, answer, duplicate_sources
+    from mmrag.answer.question import unindexed_of
 
     before = replace(gen, stop_on_repetition=False, repetition_penalty=1.0, label_every_sentence=False)
     rows = []
     with Progress(transient=True, disable=not progress) as bar:
         task = bar.add_task("answering", total=len(queries))
         for i, q in enumerate(queries):
-            hits = retrieve(q["query"])
+            found = retrieve(q["query"])
+            hits = found.hits
             row: dict[str, Any] = {
                 "i": i,
                 "query": q["query"],
@@ -134,7 +140,8 @@ def answer_rows(
                 if col == "gold":
                     row[col] = record(answer(q["query"], gold_hits(q), gen), q["answer"])
                 elif col == "retrieved":
-                    row[col] = record(answer(q["query"], hits, gen), q["answer"])
+                    given = answer(q["query"], hits, gen, unindexed=unindexed_of(found))
+                    row[col] = record(given, q["answer"])
                 else:  # the old packer kept the top hits as they came: count their duplicates
                     old = duplicate_sources([Source(j + 1, h) for j, h in enumerate(hits)])
                     row[col] = record(answer(q["query"], hits, before), q["answer"], old)
@@ -222,7 +229,7 @@ def evaluate(
             pipe.config.generate, max_new_tokens=cfg.max_new_tokens, context_chars=cfg.context_chars
         )
         rows = answer_rows(
-            queries, lambda q: pipe.retrieve(q, k=cfg.k, modality="text", **opts).hits, gen, show_table
+            queries, lambda q: pipe.retrieve(q, k=cfg.k, modality="text", **opts), gen, show_table
         )
     metrics: dict[str, Any] = {
         "suite": "answers",

@@ -39,6 +39,7 @@ from mmrag.evals.financebench_data import (
     CONFIGS,
     INDEX_OPTIONS,
     METRICS,
+    SEARCH_SETTINGS,
     EvalConfig,
     aggregate,
     evidence_pages,
@@ -57,8 +58,6 @@ if TYPE_CHECKING:
 HUBNESS_BANK = 1024
 SPACES = ("text", "bm25", "image")
 LABEL = "FinanceBench (page-level retrieval)"
-SEARCH_SETTINGS = ("fusion", "rrf_k", "prefetch", "dense_weight")
-"""Configuration keys that set `search` settings for the configuration's run (fusion studies)."""
 
 
 def variant_of(options: Mapping[str, Any]) -> tuple[str, ...]:

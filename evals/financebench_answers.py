@@ -6,10 +6,11 @@ An answer is correct when the normalised gold answer appears in it, or when the 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +86,26 @@ def gold_hits(q: dict[str, Any]) -> list[Hit]:
     return out
 
 
+@contextlib.contextmanager
+def _settings(pipe: Pipeline, options: Mapping[str, Any]) -> Iterator[None]:
+    """The configuration's search settings (`dense_weight`, `fusion`, ...) on `pipe` inside the block."""
+    from mmrag.evals.financebench_data import SEARCH_SETTINGS
+
+    base = pipe.config.search
+    pipe.config.search = replace(base, **{k: v for k, v in options.items() if k in SEARCH_SETTINGS})
+    try:
+        yield
+    finally:
+        pipe.config.search = base
+
+
+def search_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The configuration's `retrieve` keywords (what is neither an index option nor a search setting)."""
+    from mmrag.evals.financebench_data import INDEX_OPTIONS, SEARCH_SETTINGS
+
+    return {k: v for k, v in options.items() if k not in INDEX_OPTIONS and k not in SEARCH_SETTINGS}
+
+
 def answer_all(
     pipe: Pipeline,
     rows: list[dict[str, Any]],
@@ -103,6 +124,7 @@ def answer_all(
     from mmrag.answer.ask import answer
     from mmrag.evals.financebench_data import first_per_page, ranked_pages
 
+    search = search_options(options)
     gen_cfg = replace(pipe.config.generate, max_new_tokens=cfg.answer_tokens)
     groups: dict[str, dict[str, list[bool]]] = {"retrieved": defaultdict(list), "gold": defaultdict(list)}
     with Progress(transient=True, disable=not progress) as bar:
@@ -113,7 +135,8 @@ def answer_all(
             row["answers"] = {"gold_answer": gold, "numeric_gold": numeric}
             for ctx in groups:
                 if ctx == "retrieved":
-                    found = first_per_page(pipe.search(q["question"], k=cfg.hits, **options))
+                    with _settings(pipe, options):
+                        found = first_per_page(pipe.retrieve(q["question"], k=cfg.hits, **search).hits)
                     hits = list(found.values())[: cfg.answer_k]
                 else:
                     hits = gold_hits(q)

@@ -84,6 +84,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
         "tables": True,
     },
 }
+SEARCH_SETTINGS = ("fusion", "rrf_k", "prefetch", "dense_weight")
+"""Configuration keys that set `search` settings for the configuration's run (fusion studies)."""
 INDEX_OPTIONS = ("contextual", "tables")
 """Configuration keys that choose the index (an ingest setting: `ingest.contextual`,
 `ingest.pdf_tables`) rather than a search option; each combination is an index of its own."""

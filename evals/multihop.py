@@ -242,7 +242,7 @@ def _answers(pipe: Pipeline, queries: list[dict[str, Any]], cfg: EvalConfig) -> 
                 picked.append(q)
         queries = picked
     t0 = time.perf_counter()
-    rows = answer_queries(queries, lambda q: pipe.retrieve(q, k=3, modality="text", **opts).hits, gen)
+    rows = answer_queries(queries, lambda q: pipe.retrieve(q, k=3, modality="text", **opts), gen)
     return {
         "model": gen.model,
         "config": cfg.answer_config,

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from mmrag.types import Hit
 
 if TYPE_CHECKING:
+    from mmrag.answer.question import Found
     from mmrag.config import GenerateConfig
 
 CONTEXTS = ("retrieved", "gold")
@@ -81,7 +82,7 @@ def accuracy(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 def answer_queries(
     queries: Sequence[dict[str, Any]],
-    retrieve: Callable[[str], list[Hit]],
+    retrieve: Callable[[str], Found],
     gen_cfg: GenerateConfig,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
@@ -89,6 +90,7 @@ def answer_queries(
     from rich.progress import Progress
 
     from mmrag.answer.ask import answer
+    from mmrag.answer.question import unindexed_of
 
     rows = []
     with Progress(transient=True, disable=not progress) as bar:
@@ -97,8 +99,11 @@ def answer_queries(
             row: dict[str, Any] = {"i": i, "type": q["question_type"], "gold_answer": q["answer"]}
             for ctx in CONTEXTS:
                 t0 = time.perf_counter()
-                hits = retrieve(q["query"]) if ctx == "retrieved" else gold_hits(q)
-                ans = answer(q["query"], hits, gen_cfg)
+                if ctx == "retrieved":
+                    found = retrieve(q["query"])
+                    ans = answer(q["query"], found.hits, gen_cfg, unindexed=unindexed_of(found))
+                else:
+                    ans = answer(q["query"], gold_hits(q), gen_cfg)
                 row[ctx] = {
                     "answer": ans.text,
                     "correct": is_correct(ans.text, q["answer"]),

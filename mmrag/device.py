@@ -33,11 +33,15 @@ def resolve_device(device: str = "auto") -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def resolve_dtype(dtype: str, device: str) -> str:
+def resolve_dtype(dtype: str, device: str, cpu_bf16: bool = False) -> str:
     """The precision name for weights on `device` (a resolved device, not `auto`).
 
     - `auto` on a CUDA device: `bfloat16` when the GPU supports it (Ampere and later), else `float16`.
-    - `auto` on any other device: `float32` (CPU half precision is slow and lossy).
+    - `auto` on a CPU, with `cpu_bf16` and native bfloat16 (`cpu_has_native_bf16`): `bfloat16`.
+      Text LLMs ask for it: on 2 AVX512-BF16 cores it halves Qwen2.5-Coder-0.5B's time to first
+      token (5.1 -> 2.7 s for 1,050 prompt tokens) at the same greedy answers
+      (`bench/results/generate_speed.json`).
+    - `auto` on any other device: `float32` (emulated half precision is slow and lossy).
     - `float32`, `float16`, `bfloat16`: returned unchanged, whatever the device.
 
     Raises:
@@ -48,6 +52,8 @@ def resolve_dtype(dtype: str, device: str) -> str:
             import torch
 
             return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        if cpu_bf16 and device == "cpu" and cpu_has_native_bf16():
+            return "bfloat16"
         return "float32"
     if dtype not in DTYPES:
         raise MMRAGError(f"unknown dtype {dtype!r}; use auto, {', '.join(DTYPES)}")

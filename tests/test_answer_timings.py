@@ -75,11 +75,29 @@ def test_generator_dtype_is_honoured(llm: Path) -> None:
     cfg = GenerateConfig(model=str(llm), device="cpu", quantize=False, dtype="bfloat16")
     assert load_generator(cfg).backend.model.dtype == torch.bfloat16
     bf16_bytes = generator_info(cfg)["memory_bytes"]
-    fp32 = GenerateConfig(model=str(llm), device="cpu", quantize=False)
-    assert load_generator(fp32).backend.model.dtype == torch.float32  # `auto` on CPU
+    fp32 = GenerateConfig(model=str(llm), device="cpu", quantize=False, dtype="float32")
+    assert load_generator(fp32).backend.model.dtype == torch.float32
     assert not generator_info(cfg)["loaded"]  # another dtype replaced it
     # the footprint reports what is loaded: half the bytes (the float32 rotary buffers aside)
     assert bf16_bytes < 0.55 * generator_info(fp32)["memory_bytes"]
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_dtype_on_cpu_is_bf16_only_where_the_cpu_has_it(
+    llm: Path, native: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    import mmrag.device
+    import mmrag.generate.loader
+
+    monkeypatch.setattr(mmrag.device, "cpu_has_native_bf16", lambda: native)
+    monkeypatch.setattr(mmrag.generate.loader, "_GENERATORS", {})  # "auto" resolves anew
+    auto = GenerateConfig(model=str(llm), device="cpu", quantize=False)
+    want = torch.bfloat16 if native else torch.float32
+    assert load_generator(auto).backend.model.dtype == want
+    # encoders and 4-bit compute keep float32 on a CPU unless asked
+    assert mmrag.device.resolve_dtype("auto", "cpu") == "float32"
 
 
 def _mapped(path: Path) -> bool:

@@ -246,7 +246,7 @@ def test_asr_settings_from_profiles_env_and_cli_names() -> None:
     from mmrag.registry import get_model
     from mmrag.types import MMRAGError
 
-    assert MMRAGConfig.from_profile("offline").ingest.asr_model == "whisper-tiny.en"
+    assert MMRAGConfig.from_profile("offline").ingest.asr_model == "whisper-base"
     assert MMRAGConfig.from_profile("default").ingest.asr_model == "Systran/faster-whisper-small"
     conf = MMRAGConfig.load(env={"MMRAG_INGEST_ASR": "never", "MMRAG_INGEST_ASR_BEAM_SIZE": "1"})
     assert (conf.ingest.asr, conf.ingest.asr_beam_size) == ("never", 1)

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from mmrag.cli import app
 from mmrag.evals.financebench_answers import is_correct, numbers_match, parse_numbers, reference_number
 from mmrag.evals.financebench_data import (
+    CONFIGS,
     DEFAULT_CONFIGS,
     aggregate,
     evidence_pages,
@@ -228,3 +229,41 @@ def test_real_run_on_three_filings(shared_data: Path, tmp_path: Path) -> None:
     # (three indexes: plain, with contextual chunks for the `+contextual` rows, with tables for `+tables`)
     assert again["index"] == out["index"] and len(list((runs / "financebench").glob("index-*"))) == 3
     assert again["indexes"] == out["indexes"]
+
+
+def test_answers_use_a_weighted_configuration_as_search_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--answers` with `hybrid(3:1)+routing`: the dense weight is a search setting for the run (it is
+    not a keyword of `retrieve`), routing is a keyword, and the pipeline's settings are restored."""
+    from dataclasses import dataclass, field
+    from types import SimpleNamespace
+
+    import mmrag.answer.ask as ask
+    from mmrag.config import MMRAGConfig
+    from mmrag.evals.financebench_answers import answer_all
+    from mmrag.evals.financebench_data import EvalConfig
+
+    @dataclass
+    class FakePipe:
+        config: MMRAGConfig = field(default_factory=MMRAGConfig)
+        seen: list[tuple[dict, float]] = field(default_factory=list)
+
+        def retrieve(self, query: str, *, k: int, route: str | None = None) -> SimpleNamespace:
+            self.seen.append(({"k": k, "route": route}, self.config.search.dense_weight))
+            return SimpleNamespace(hits=[_hit("3M_2018_10K", 4)])
+
+    monkeypatch.setattr(ask, "answer", lambda q, hits, cfg: SimpleNamespace(text="$1,577 million"))
+    pipe = FakePipe()
+    before = pipe.config.search
+    q = {
+        "question": "What is 3M's FY2018 capital expenditure?",
+        "answer": "$1577.00",
+        "doc_name": "3M_2018_10K",
+        "evidence": [{"evidence_page_num": 4, "evidence_text": "capex 1,577"}],
+    }
+    rows = [{"type": "metrics-generated"}]
+    cfg = EvalConfig(answer_config="hybrid(3:1)+routing")
+    out = answer_all(pipe, rows, [q], cfg, CONFIGS["hybrid(3:1)+routing"], progress=False)  # type: ignore[arg-type]
+    assert pipe.seen == [({"k": cfg.hits, "route": "filter"}, 3.0)]
+    assert pipe.config.search is before
+    assert out["accuracy"]["retrieved"]["all"]["accuracy"] == 1.0
+    assert rows[0]["answers"]["retrieved"]["pages"] == [("3M_2018_10K", 4)]

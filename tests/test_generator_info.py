@@ -61,7 +61,9 @@ def test_memory_reported_only_when_loaded_or_asked(llama_dir: str) -> None:
 def test_4bit_footprint_is_smaller(index_dir: Path, llama_dir: str) -> None:
     sizes = {}
     for quantize in (False, True):
-        with Pipeline.load(index_dir, **{"generate.model": llama_dir, "generate.quantize": quantize}) as p:
+        # float32 against NF4 with a float32 compute dtype (`auto` would be bf16 on a bf16 CPU)
+        gen = {"generate.model": llama_dir, "generate.quantize": quantize, "generate.dtype": "float32"}
+        with Pipeline.load(index_dir, **gen) as p:
             g = p.info(generator_memory=True)["generator"]
         assert g["model"] == llama_dir and g["quantize_4bit"] is quantize and g["loaded"]
         backend = _GENERATORS[(llama_dir, "auto", quantize)].backend

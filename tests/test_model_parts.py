@@ -328,7 +328,7 @@ def test_a_qwen2_in_parts_loads_by_id_with_its_chat_template_and_stop_tokens(
     from mmrag.generate.stopping import template_stops
 
     assert tiny_qwen2.parts is not None
-    gen = loader.load_generator(GenerateConfig(model="tiny-qwen2", device="cpu"))
+    gen = loader.load_generator(GenerateConfig(model="tiny-qwen2", device="cpu", dtype="float32"))
     model, tok = gen.backend.model, gen.backend.tokenizer
     assert not gen.reads_images and type(model).__name__ == "Qwen2ForCausalLM"
     # joined and checked once, then converted once: the model loads from the safetensors folder
@@ -367,7 +367,7 @@ def test_a_qwen2_in_parts_loads_by_id_with_its_chat_template_and_stop_tokens(
 
     shutil.rmtree(joined)
     loader.require_generator("tiny-qwen2")
-    again = loader.load_generator(GenerateConfig(model="tiny-qwen2", device="cpu"))
+    again = loader.load_generator(GenerateConfig(model="tiny-qwen2", device="cpu", dtype="float32"))
     with torch.no_grad():
         torch.testing.assert_close(again.backend.model(ids).logits, ref(ids).logits)
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from mmrag.evals.multihop_answers import accuracy, gold_hits, is_correct, is_correct_strict
-from mmrag.retrieve.filters import FilterReader, find_dates, source_aliases
+from mmrag.retrieve.filters import FilterReader, attributions, find_dates, source_aliases
 from mmrag.retrieve.hybrid import fuse
 from mmrag.retrieve.multihop import fuse_hits, parse_queries, rule_queries
 from mmrag.store.base import ScoredPoint
@@ -42,6 +43,33 @@ def test_dates_in_three_spellings_and_slack() -> None:
     assert m == {"published_date": ["2023-09-30", "2023-10-01", "2023-10-02"]}
     # no dates in the index: no date filter even when the question names one
     assert not FilterReader([], has_dates=False).read("on October 22, 2023")
+
+
+@pytest.mark.parametrize(
+    ("question", "unindexed"),
+    [
+        (
+            "What did an article by Variety and another by The Hollywood Reporter say?",
+            ["Variety", "The Hollywood Reporter"],
+        ),
+        ("According to Bloomberg, did TechCrunch report the deal?", ["Bloomberg"]),
+        ("Did a Reuters report and The Age's piece agree?", ["Reuters"]),
+        ("As reported by CNET, and as mentioned by Fortune, was it late?", ["CNET"]),
+        # indexed names, also with "The" dropped, a " - " part or words such as "and" inside them
+        ("Did The Independent - Life and Style's report, and an article from Age, agree?", []),
+        (
+            "Does the TechCrunch article on Spill differ according to Mozilla's perspective?",
+            [],
+        ),  # a person's view
+        ("Did Sporting News's 'NBA Rookie of the Year' article confirm it?", []),  # a quoted title
+        ("What did the BBC article say?", []),  # short for the indexed "BBC News - Arts"
+        ("Who won the match in Perth on Sunday?", []),  # credits nobody
+    ],
+)
+def test_publications_a_question_credits_that_the_index_lacks(question: str, unindexed: list[str]) -> None:
+    r = FilterReader([*SOURCES, "Sporting News", "BBC News - Arts"], has_dates=False)
+    assert r.read(question).unindexed == unindexed
+    assert attributions("an article by The Verge and a Forbes report") == ["The Verge", "Forbes"]
 
 
 def test_filter_reader_vocabulary_from_payloads() -> None:
@@ -174,6 +202,13 @@ def test_retrieve_with_filters_rerank_and_multi_hop(news_index: Path) -> None:
             p.retrieve("Google", adaptive_k=True)
         with pytest.raises(MMRAGError, match="unknown reranker"):
             p.retrieve("Google", rerank="oracle")
+        credited = p.retrieve("What did a Bloomberg article say about Google?", k=4, filters_from_query=True)
+        assert credited.filters["unindexed_source"] == ["Bloomberg"] and credited.hits  # still searched
+        # `ask` refuses it, naming the publication, without loading a generator (there is none here)
+        p.config.generate = replace(p.config.generate, model=str(news_index / "no-such-model"))
+        said = p.ask("What did a Bloomberg article say about Google?", filters_from_query=True)
+        assert said.text == "Insufficient information: nothing indexed comes from Bloomberg."
+        assert said.insufficient and said.sources and said.timings["load"] == 0.0
         question = "Did Fortune report the FTX trial, while TechCrunch covered Epic Games?"
         res = multi_hop(p.retrieve, question, 4, decomposer="rules")
         assert len(res.queries) == 3  # the question and its two clauses

@@ -127,15 +127,16 @@ class AudioTranscriptReader(BaseReader):
     Args:
         clip_seconds: Longest stretch of speech in one document (cues are never split).
         config: Other ingest settings (`asr_model`, `asr_language`, ...); default `IngestConfig()`
-            with the packaged Whisper tiny.en.
+            with the `offline` profile's packaged Whisper base, so documents match what
+            `mmrag index --profile offline` stores.
     """
 
     def __init__(self, clip_seconds: float | None = None, config: IngestConfig | None = None) -> None:
         import dataclasses
 
-        from mmrag.config import IngestConfig
+        from mmrag.config import IngestConfig, MMRAGConfig
 
-        cfg = config or IngestConfig(asr_model="whisper-tiny.en")
+        cfg = config or IngestConfig(asr_model=MMRAGConfig.from_profile("offline").ingest.asr_model)
         self.config = dataclasses.replace(cfg, clip_seconds=clip_seconds or cfg.clip_seconds)
 
     def lazy_load_data(

@@ -204,6 +204,10 @@ def source_title(hit: Hit) -> str:
     return f"{title} ({extra})" if extra else title
 
 
+def _names(names: Sequence[str]) -> str:
+    return ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
+
+
 def duplicate_sources(sources: Sequence[Source]) -> int:
     """Sources that repeat an earlier one: the same page or time range, or text inside its text."""
     keys: set[tuple[Any, ...]] = set()
@@ -227,11 +231,14 @@ def answer(
     prompt_dir: str | Path | None = None,
     t_retrieve: float = 0.0,
     t_rerank: float = 0.0,
+    unindexed: Sequence[str] = (),
 ) -> Answer:
     """Generate an answer to `question` from retrieved `hits` (already ranked).
 
     With no source and no image to read, the answer is "Insufficient information." without asking
-    the model.
+    the model. So it is when the question attributes its facts to publications that nothing indexed
+    comes from (`unindexed`, read by retrieval: `Retrieval.filters["unindexed_source"]`) and
+    `cfg.refuse_unindexed` is on: the answer names them, and the sources found are still listed.
 
     `t_retrieve` is the retrieval stage's wall time, reranking included, and `t_rerank` the
     reranker's share of it. The answer's `timings` split the call into disjoint stages, in seconds:
@@ -240,12 +247,19 @@ def answer(
     """
     from mmrag.prompts import render_prompt
 
+    refuse = getattr(cfg, "refuse_unindexed", True) and bool(unindexed)
     t0 = time.perf_counter()
-    gen = load_generator(cfg)
+    gen = None if refuse else load_generator(cfg)  # a refusal needs no model
     t_load = time.perf_counter() - t0
     t1 = time.perf_counter()
     dropped: list[dict[str, Any]] = []
     context, sources = pack_context(hits, cfg.context_chars, dropped)
+    if gen is None:
+        text = f"{INSUFFICIENT}: nothing indexed comes from {_names(unindexed)}."
+        if on_token is not None:
+            on_token(text)
+        stages = _timings(t_retrieve, t_rerank, 0.0, time.perf_counter() - t1, 0.0)
+        return Answer(question, text, sources, stages, cfg.model, dropped)
     images = list(query_images)
     if gen.reads_images:
         for s in sources:
@@ -280,15 +294,15 @@ def answer(
             pieces.append(piece)
             on_token(piece)
         text = "".join(pieces).strip()
-    timings = {
-        "retrieve": max(t_retrieve - t_rerank, 0.0),
-        "rerank": t_rerank,
-        "load": t_load,
-        "pack": t_pack,
-        "generate": time.perf_counter() - t2,
-    }
-    rounded = {k: round(v, 4) for k, v in timings.items()}
-    return Answer(question, text, sources, rounded, gen.model_id, dropped)
+    stages = _timings(t_retrieve, t_rerank, t_load, t_pack, time.perf_counter() - t2)
+    return Answer(question, text, sources, stages, gen.model_id, dropped)
+
+
+def _timings(
+    t_retrieve: float, t_rerank: float, load: float, pack: float, generate: float
+) -> dict[str, float]:
+    stages = {"retrieve": max(t_retrieve - t_rerank, 0.0), "rerank": t_rerank, "load": load}
+    return {k: round(v, 4) for k, v in (stages | {"pack": pack, "generate": generate}).items()}
 
 
 __all__ = [

@@ -71,4 +71,11 @@ def answer_question(
         prompt_dir=prompt_dir,
         t_retrieve=time.perf_counter() - t0,
         t_rerank=found.timings.get("rerank", 0.0),
+        unindexed=unindexed_of(found),
     )
+
+
+def unindexed_of(found: Found) -> list[str]:
+    """Publications the question attributes facts to that the index has none of (what retrieval read)."""
+    filters = getattr(found, "filters", None) or {}
+    return list(filters.get("unindexed_source", []))

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from mmrag.device import resolve_device
-from mmrag.generate.decode import generate_from
+from mmrag.generate.decode import generate_from, reuse_cache
 from mmrag.generate.llm import load_causal_lm
 from mmrag.generate.towers import EfficientNetTower, HFVisionTower, load_vision_tower
 from mmrag.missing import bridge_missing
@@ -301,11 +301,9 @@ class BridgeModel(nn.Module):
             out = self.llm(
                 inputs_embeds=self.embed(prompt_ids, vision_features=vision_features), use_cache=True
             )
-            cache = out.past_key_values
-            cache.batch_repeat_interleave(len(answers))
-            rest = self.llm(
-                input_ids=ids.to(self.device), attention_mask=mask.to(self.device), past_key_values=cache
-            )
+            cache = reuse_cache(self.llm, out)
+            next(iter(cache.values())).batch_repeat_interleave(len(answers))
+            rest = self.llm(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **cache)
         # logits predicting answer token j: the prompt's last position for j = 0, else answer position j - 1
         logits = torch.cat([out.logits[:, -1:].expand(len(answers), 1, -1), rest.logits[:, :-1]], dim=1)
         logp = logits.float().log_softmax(-1).gather(-1, ids.to(logits.device)[..., None])[..., 0].cpu()

@@ -109,6 +109,18 @@ def generate_from(
     return stream_clean(_joined(streamer, thread), rules)
 
 
+def reuse_cache(model: Any, out: Any) -> dict[str, Any]:
+    """The keyword that feeds `out`'s key/value cache back into `model`'s forward: `cache` from
+    transformers 5.25 (`past_key_values`, deprecated there, is removed in 5.40), else `past_key_values`."""
+    import inspect
+
+    cache = getattr(out, "cache", None)
+    if cache is None:
+        cache = out.past_key_values
+    params = inspect.signature(model.forward).parameters
+    return {"cache" if "cache" in params else "past_key_values": cache}
+
+
 def _joined(streamer: Iterator[str], thread: threading.Thread) -> Iterator[str]:
     yield from (piece for piece in streamer if piece)
     thread.join()

@@ -178,6 +178,7 @@ def load_causal_lm(
     dtype: str = "auto",
     quantize: bool | None = None,
     gguf_file: str | None = None,
+    cpu_bf16: bool = False,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load a causal LM and its tokenizer.
 
@@ -190,6 +191,8 @@ def load_causal_lm(
             checkpoint is read one tensor at a time and left unmapped after quantising
             (`sequential_loading`, `release_checkpoint`), so 16-bit pages do not stay resident.
         gguf_file: Load this GGUF file from the `model_id` folder (dequantised; not combinable with 4 bits).
+        cpu_bf16: `auto` is bfloat16 on a CPU with native bf16 (unquantised): what the answer
+            generator asks for, measured there; a bridge's LM and the LLM reranker keep float32.
 
     Returns:
         `(model, tokenizer)`, the model in eval mode.
@@ -197,7 +200,7 @@ def load_causal_lm(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = resolve_device(device)
-    weights = torch_dtype(resolve_dtype(dtype, device))
+    weights = torch_dtype(resolve_dtype(dtype, device, cpu_bf16=cpu_bf16 and not quantize))
     path = resolve_llm(model_id)
     kw: dict[str, Any] = {"dtype": weights}
     if gguf_file is not None:

@@ -96,12 +96,16 @@ def load_llm_reranker(
     """An `LLMReranker` over a causal LM (hub id, folder, or packaged name such as `smollm2-135m`).
 
     The model comes from the generator cache (`mmrag.generate.loader.load_generator`), so a reranker and a
-    generator on the same model share one copy. A VLM or bridge given here scores text only.
+    generator on the same model and dtype share one copy. A VLM or bridge given here scores text only.
+    On a CPU the reranker reads in float32: in bfloat16 SmolLM2's yes/no scores no longer put the
+    relevant passage first (`tests/test_rerank.py`), and ranking was never measured in it.
     """
     from mmrag.config import GenerateConfig
+    from mmrag.device import resolve_device
     from mmrag.generate.loader import load_generator
 
-    gen = load_generator(GenerateConfig(model=model_id, device=device, quantize=quantize))
+    dtype = "float32" if resolve_device(device) == "cpu" else "auto"
+    gen = load_generator(GenerateConfig(model=model_id, device=device, quantize=quantize, dtype=dtype))
     if gen.reads_images:
         scorer: NextTokenScorer = vlm_scorer(gen.backend)
     else:

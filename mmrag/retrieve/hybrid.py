@@ -274,7 +274,7 @@ def retrieve(
         hits[:k],
         min(k, len(hits)),
         candidates=len(hits),
-        filters=routed.record() if routed else {},
+        filters=routed.record() if routed is not None else {},
         hubness=banks is not None,
         timings=timings,
     )

@@ -112,6 +112,8 @@ class Route:
     match: dict[str, list[str]] = field(default_factory=dict)
     """Record-field conditions (`source`, `published_date`) of record corpora."""
     sources: list[str] = field(default_factory=list)
+    unindexed: list[str] = field(default_factory=list)
+    """Publications the question attributes facts to that the index has no record from."""
 
     @property
     def paths(self) -> list[str]:
@@ -123,6 +125,8 @@ class Route:
     def record(self) -> dict[str, list[str]]:
         """The route as `Retrieval.filters` records it."""
         out = dict(self.match)
+        if self.unindexed:
+            out["unindexed_source"] = self.unindexed
         if self.entities:
             out["entity"] = self.entities
         if self.groups:
@@ -264,4 +268,5 @@ class Router:
             qf = self.records.read(question)
             route.match = qf.match()
             route.sources = qf.sources
+            route.unindexed = qf.unindexed
         return route

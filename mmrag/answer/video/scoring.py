@@ -23,6 +23,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from mmrag.generate import is_bridge
+from mmrag.generate.decode import reuse_cache
 from mmrag.types import MMRAGError
 
 if TYPE_CHECKING:
@@ -216,9 +217,9 @@ def _cached_logprobs(
     ids, mask = ids.repeat(rows, 1), mask.repeat(rows, 1)  # row r's answers at r * n ... r * n + n - 1
     with torch.inference_mode():
         out = lm(**prompt_inputs, use_cache=True)
-        cache = out.past_key_values
-        cache.batch_repeat_interleave(n)
-        rest = lm(input_ids=ids.to(device), attention_mask=mask.to(device), past_key_values=cache)
+        kv = reuse_cache(lm, out)
+        next(iter(kv.values())).batch_repeat_interleave(n)
+        rest = lm(input_ids=ids.to(device), attention_mask=mask.to(device), **kv)
     # answer token j is predicted at the prompt's last position (j = 0) or at answer position j - 1
     last = out.logits[:, -1:].repeat_interleave(n, dim=0)
     logits = torch.cat([last, rest.logits[:, :-1]], dim=1)
