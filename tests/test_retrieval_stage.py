@@ -64,6 +64,7 @@ def test_dates_in_three_spellings_and_slack() -> None:
         ("Did Sporting News's 'NBA Rookie of the Year' article confirm it?", []),  # a quoted title
         ("What did the BBC article say?", []),  # short for the indexed "BBC News - Arts"
         ("Who won the match in Perth on Sunday?", []),  # credits nobody
+        ("Did the TechCrunch report from November 5 and the article in Q3 agree?", []),  # periods
     ],
 )
 def test_publications_a_question_credits_that_the_index_lacks(question: str, unindexed: list[str]) -> None:

@@ -97,6 +97,12 @@ _ATTRIBUTIONS = tuple(
         rf"\s+by\s+{_NAME}",
     )
 )
+_WHEN = re.compile(
+    r"(?:January|February|March|April|May|June|July|August|September|October|November|December"
+    r"|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec|Monday|Tuesday|Wednesday|Thursday|Friday"
+    r"|Saturday|Sunday|Q[1-4]|H[12]|FY\d*|\d+)\b\.?"
+)
+"""A period, not a publication: "a report from October", "the article in Q3"."""
 _QUOTED = re.compile(r"(?<!\w)['‘\"“][^'’\"”]+['’\"”](?!\w)")
 
 
@@ -111,8 +117,9 @@ def attributions(question: str, known: re.Pattern[str] | None = None) -> list[st
     for pattern in _ATTRIBUTIONS:
         for m in pattern.finditer(text):
             name = m.group(1).rstrip(".")
-            if len(name) >= 2 and name not in ("The", "This", "That", "These", "Both"):
-                found.append((m.start(1), name))
+            if len(name) < 2 or name in ("The", "This", "That", "These", "Both") or _WHEN.match(name):
+                continue
+            found.append((m.start(1), name))
     return list(dict.fromkeys(n for _, n in sorted(found)))
 
 
