@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from answer_models import load_all, rss_mb  # noqa: E402
-from common import machine, write_json  # noqa: E402
+from answer_models import load_all  # noqa: E402
+from common import machine, rss_mb, write_json  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 COLUMNS = ("retrieved", "gold")
@@ -48,16 +48,17 @@ def main() -> None:
     from rich.progress import Progress
 
     from mmrag.answer.ask import answer
-    from mmrag.evals.financebench import SEARCH_SETTINGS, _select, open_index, variant_of
+    from mmrag.evals.financebench import _select, open_index, variant_of
     from mmrag.evals.financebench_answers import gold_hits, is_correct, reference_number
     from mmrag.evals.financebench_data import (
         CONFIGS,
-        INDEX_OPTIONS,
         EvalConfig,
         first_per_page,
         load_questions,
         ranked_pages,
         resolve_data,
+        search_options,
+        search_settings,
         select_split,
     )
 
@@ -69,10 +70,8 @@ def main() -> None:
     t0 = time.perf_counter()
     pipe, _ = open_index(pdfs, cfg, progress=True, variant=variant_of(options))
     t_index = time.perf_counter() - t0
-    search = {k: v for k, v in options.items() if k not in INDEX_OPTIONS and k not in SEARCH_SETTINGS}
-    settings = {k: v for k, v in options.items() if k in SEARCH_SETTINGS}
-    with pipe:
-        pipe.config.search = replace(pipe.config.search, **settings)
+    search = search_options(options)
+    with pipe, search_settings(pipe, options):
         base = replace(
             pipe.config.generate, max_new_tokens=args.max_new_tokens, context_chars=args.context_chars
         )

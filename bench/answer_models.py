@@ -25,17 +25,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, write_json  # noqa: E402
+from common import machine, rss_mb, write_json  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 COLUMNS = ("retrieved", "gold")
-
-
-def rss_mb(field: str = "VmRSS") -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def load_all(gens: dict[str, Any]) -> dict[str, dict[str, float]]:

@@ -39,6 +39,16 @@ def machine(device: str | None = None, libs: Sequence[str] = ()) -> dict[str, An
     return info
 
 
+def rss_mb(field: str = "VmRSS") -> float:
+    """This process's memory in MB from /proc/self/status: `VmRSS` now, `VmHWM` its peak (unlike
+    `getrusage`'s ru_maxrss, the peak does not carry over a parent's across `execve`); 0 elsewhere."""
+    status = Path("/proc/self/status")
+    for line in status.read_text().splitlines() if status.is_file() else []:
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def write_json(result: dict[str, Any], out: Path) -> None:
     """`result` as JSON at `out`, with no absolute path of this machine in it: paths become relative
     to the checkout, `../shared/data/...`, `~/...` or `$TMPDIR/...` (`mmrag.evals.portable_paths`).

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, write_json  # noqa: E402
+from common import machine, rss_mb, write_json  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 PRECISIONS = ("float32", "bfloat16", "nf4")
@@ -103,8 +103,6 @@ def one(model: str, precision: str, prompt_tokens: int, new_tokens: int) -> dict
             )
         runs.append((stamp.times[0] - t1, (len(stamp.times) - 1) / (stamp.times[-1] - stamp.times[0])))
     answers = [str(gen.generate(q, max_new_tokens=48)) for q, _ in READING]
-    import resource
-
     return {
         "load_seconds": round(load, 2),
         "prompt_tokens": int(inputs.shape[1]),
@@ -115,7 +113,7 @@ def one(model: str, precision: str, prompt_tokens: int, new_tokens: int) -> dict
         "reading_correct": sum(
             want.lower() in a.lower() for a, (_, want) in zip(answers, READING, strict=True)
         ),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "peak_rss_mb": round(rss_mb("VmHWM")),
     }
 
 

@@ -134,8 +134,6 @@ def compare(rows: list[dict[str, Any]], serial: dict[str, Any], start: dict[str,
 
 
 def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    import ray
-
     root = work / "corpus"
     corpus = make_corpus(root, args.images, args.pdfs, args.pages_per_pdf, args.videos)
     opts = options(args.device, args.batch_size)
@@ -155,6 +153,8 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             rows.append(row)
             print(f"ray, {encoders} encoder(s): {row['seconds']:.1f} s", file=sys.stderr)
     finally:
+        import ray  # imported (and timed) by start_cluster
+
         ray.shutdown()
     compare(rows, serial, start)
     return {"corpus": corpus, "serial": serial, "ray_start": start, "ray": rows}

@@ -28,7 +28,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +39,6 @@ from mmrag.evals.financebench_data import (
     CONFIGS,
     INDEX_OPTIONS,
     METRICS,
-    SEARCH_SETTINGS,
     EvalConfig,
     aggregate,
     evidence_pages,
@@ -47,6 +46,8 @@ from mmrag.evals.financebench_data import (
     page_metrics,
     ranked_pages,
     resolve_data,
+    search_options,
+    search_settings,
     select_split,
 )
 from mmrag.types import MMRAGError
@@ -156,11 +157,9 @@ def _run_configs(
 ) -> dict[str, float]:
     """Score `configs` on every row (adding `row[config]`); milliseconds per question of each."""
     ms_per_query: dict[str, float] = {}
-    base = pipe.config.search
     for name, options in configs.items():
-        search = {k: v for k, v in options.items() if k not in INDEX_OPTIONS and k not in SEARCH_SETTINGS}
-        pipe.config.search = replace(base, **{k: v for k, v in options.items() if k in SEARCH_SETTINGS})
-        try:
+        search = search_options(options)
+        with search_settings(pipe, options):
             pipe.search(rows[0]["question"], k=1, **search)  # untimed: loads what this configuration uses
             t0 = time.perf_counter()
             for row in rows:
@@ -170,8 +169,6 @@ def _run_configs(
                 if found.filters:
                     row[name]["route"] = {k: v for k, v in found.filters.items() if k != "path"}
             ms_per_query[name] = round(1000 * (time.perf_counter() - t0) / len(rows), 1)
-        finally:
-            pipe.config.search = base
     return ms_per_query
 
 

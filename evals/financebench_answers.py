@@ -6,11 +6,10 @@ An answer is correct when the normalised gold answer appears in it, or when the 
 
 from __future__ import annotations
 
-import contextlib
 import re
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -86,26 +85,6 @@ def gold_hits(q: dict[str, Any]) -> list[Hit]:
     return out
 
 
-@contextlib.contextmanager
-def _settings(pipe: Pipeline, options: Mapping[str, Any]) -> Iterator[None]:
-    """The configuration's search settings (`dense_weight`, `fusion`, ...) on `pipe` inside the block."""
-    from mmrag.evals.financebench_data import SEARCH_SETTINGS
-
-    base = pipe.config.search
-    pipe.config.search = replace(base, **{k: v for k, v in options.items() if k in SEARCH_SETTINGS})
-    try:
-        yield
-    finally:
-        pipe.config.search = base
-
-
-def search_options(options: Mapping[str, Any]) -> dict[str, Any]:
-    """The configuration's `retrieve` keywords (what is neither an index option nor a search setting)."""
-    from mmrag.evals.financebench_data import INDEX_OPTIONS, SEARCH_SETTINGS
-
-    return {k: v for k, v in options.items() if k not in INDEX_OPTIONS and k not in SEARCH_SETTINGS}
-
-
 def answer_all(
     pipe: Pipeline,
     rows: list[dict[str, Any]],
@@ -122,7 +101,7 @@ def answer_all(
     from rich.progress import Progress
 
     from mmrag.answer.ask import answer
-    from mmrag.evals.financebench_data import first_per_page, ranked_pages
+    from mmrag.evals.financebench_data import first_per_page, ranked_pages, search_options, search_settings
 
     search = search_options(options)
     gen_cfg = replace(pipe.config.generate, max_new_tokens=cfg.answer_tokens)
@@ -135,7 +114,7 @@ def answer_all(
             row["answers"] = {"gold_answer": gold, "numeric_gold": numeric}
             for ctx in groups:
                 if ctx == "retrieved":
-                    with _settings(pipe, options):
+                    with search_settings(pipe, options):
                         found = first_per_page(pipe.retrieve(q["question"], k=cfg.hits, **search).hits)
                     hits = list(found.values())[: cfg.answer_k]
                 else:

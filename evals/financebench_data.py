@@ -7,15 +7,19 @@ in `mmrag.evals.financebench`'s docstring.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections import defaultdict
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mmrag.types import Hit, MMRAGError
+
+if TYPE_CHECKING:
+    from mmrag.pipeline import Pipeline
 
 # name -> keyword options of `Pipeline.search` (`spaces` among "text", "bm25", "image"; none: all).
 CONFIGS: dict[str, dict[str, Any]] = {
@@ -89,6 +93,24 @@ SEARCH_SETTINGS = ("fusion", "rrf_k", "prefetch", "dense_weight")
 INDEX_OPTIONS = ("contextual", "tables")
 """Configuration keys that choose the index (an ingest setting: `ingest.contextual`,
 `ingest.pdf_tables`) rather than a search option; each combination is an index of its own."""
+
+
+def search_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """A configuration's `Pipeline.retrieve` keywords: neither index options nor search settings."""
+    return {k: v for k, v in options.items() if k not in INDEX_OPTIONS and k not in SEARCH_SETTINGS}
+
+
+@contextlib.contextmanager
+def search_settings(pipe: Pipeline, options: Mapping[str, Any]) -> Iterator[None]:
+    """A configuration's search settings (`dense_weight`, `fusion`, ...) on `pipe` inside the block."""
+    base = pipe.config.search
+    pipe.config.search = replace(base, **{k: v for k, v in options.items() if k in SEARCH_SETTINGS})
+    try:
+        yield
+    finally:
+        pipe.config.search = base
+
+
 DEFAULT_CONFIGS = (
     "bm25",
     "dense-text",

@@ -24,18 +24,26 @@ def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+ENV_ALIASES = {"MMRAG_QDRANT_URL": ("store", "url"), "MMRAG_QDRANT_API_KEY": ("store", "api_key")}
+"""Environment variables that set a section field under a name of their own."""
+
+
+def env_name(section: str, name: str) -> str:
+    """The variable that sets `[section] name`: `MMRAG_INGEST_CLIP_SECONDS`."""
+    return f"MMRAG_{section.upper()}_{name.upper()}"
+
+
 def from_env(env: dict[str, str], sections: Mapping[str, type]) -> dict[str, Any]:
     """`MMRAG_INDEX`, `MMRAG_STORE_URL`, `MMRAG_QDRANT_URL`, `MMRAG_INGEST_CLIP_SECONDS`, ..."""
     out: dict[str, Any] = {}
     if "MMRAG_INDEX" in env:
         out["index"] = env["MMRAG_INDEX"]
-    aliases = {"MMRAG_QDRANT_URL": ("store", "url"), "MMRAG_QDRANT_API_KEY": ("store", "api_key")}
-    for var, (section, name) in aliases.items():
+    for var, (section, name) in ENV_ALIASES.items():
         if var in env:
             out.setdefault(section, {})[name] = env[var]
     for section, klass in sections.items():
         for f in fields(klass):
-            var = f"MMRAG_{section.upper()}_{f.name.upper()}"
+            var = env_name(section, f.name)
             if var in env:
                 out.setdefault(section, {})[f.name] = env[var]
     return out

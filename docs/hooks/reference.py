@@ -23,7 +23,6 @@ MARKERS = {
     "<!-- generated: cli-options -->": "render_options",
     "<!-- generated: config-fields -->": "render_config",
 }
-ALIASES = {("store", "url"): "MMRAG_QDRANT_URL", ("store", "api_key"): "MMRAG_QDRANT_API_KEY"}
 TOP_LEVEL_ENV = {"index": "MMRAG_INDEX", "profile": "MMRAG_PROFILE"}
 
 
@@ -146,7 +145,9 @@ def config_sections() -> dict[str, tuple[type, list[dataclasses.Field[Any]]]]:
 def render_config() -> str:
     """Every config field as Markdown: a table per section (`[ingest]`, ...), in declaration order."""
     from mmrag.config import MMRAGConfig
+    from mmrag.config_sources import ENV_ALIASES, env_name
 
+    aliases = {field: var for var, field in ENV_ALIASES.items()}
     profiles = {p: MMRAGConfig.from_profile(p) for p in ("default", "offline")}
     out: list[str] = []
     for section, (cls, fields) in config_sections().items():
@@ -157,7 +158,7 @@ def render_config() -> str:
         out.append("|---|---|---|---|---|")
         for f in fields:
             if section:
-                env = ALIASES.get((section, f.name)) or f"MMRAG_{section.upper()}_{f.name.upper()}"
+                env = aliases.get((section, f.name)) or env_name(section, f.name)
                 values = [getattr(getattr(p, section), f.name) for p in profiles.values()]
             else:
                 env = TOP_LEVEL_ENV.get(f.name, "")

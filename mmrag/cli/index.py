@@ -85,9 +85,10 @@ def index(
     ingest |= {"encoders.page": page_encoder, "encoders.page_pool": page_pool}
     scale = {"ray.address": ray, "ray.encoders": encoders, "ray.gpus_per_encoder": gpus_per_encoder}
     scale |= {"ray.writers": writers, "ray.bulk": bulk or None}
+    scaled = any(v is not None for v in scale.values())
     report, points, stages = None, 0, None
     remote = server_for(index, local)
-    if remote is not None and any(v is not None for v in scale.values()):
+    if remote is not None and scaled:
         fail(f"mmrag serve holds {index}; stop it (or pass --local) to index it with --ray")
     if remote is not None:
         given = [k for k, v in ingest.items() if v is not None and k != "ingest.follow_symlinks"]
@@ -100,7 +101,7 @@ def index(
             report = None  # a server file that outlived its server: open the index here
     if report is None:
         with open_pipeline(index, profile, config, qdrant_url, **ingest, **scale) as pipe:
-            report, stages = _index_here(pipe, paths, progress and not json_out, strict, scale)
+            report, stages = _index_here(pipe, paths, progress and not json_out, strict, scaled)
             points = pipe.store.count()
     if json_out:
         extra = {"stages": stages.to_dict()} if stages is not None else {}
@@ -112,11 +113,11 @@ def index(
 
 
 def _index_here(
-    pipe: Any, paths: list[str], progress: bool, strict: bool, scale: dict[str, Any]
+    pipe: Any, paths: list[str], progress: bool, strict: bool, scaled: bool
 ) -> tuple[IndexReport, StageStats | None]:
     """Index in this process, or on Ray when `ray.address` is set (--ray, MMRAG_RAY_ADDRESS, `[ray]`)."""
     if not pipe.config.ray.address:
-        if any(v is not None for v in scale.values()):
+        if scaled:
             fail("--encoders, --gpus-per-encoder, --writers and --bulk go with --ray")
         return pipe.index(paths, progress=progress, strict=strict), None
     from mmrag.index.ray_job import ray_index

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mmrag.device import cpu_has_native_bf16, resolve_device
+from mmrag.device import resolve_device, resolve_dtype
 from mmrag.encoders.base import PixelEncoder, Pixels, concat_pixels, l2_normalize, pixel_rows
 from mmrag.store.base import BM25, StoreSchema
 from mmrag.store.multivector import mean_vector
@@ -104,8 +104,8 @@ class Embedders:
 
         assert self.cfg.text
         dtype = self.cfg.dtype
-        if dtype == "auto" and self.cfg.cpu_bf16 and resolve_device(self.cfg.device) == "cpu":
-            dtype = "bfloat16" if cpu_has_native_bf16() else "float32"
+        if self.cfg.cpu_bf16 and resolve_device(self.cfg.device) == "cpu":
+            dtype = resolve_dtype(dtype, "cpu", cpu_bf16=True)  # `auto`: bf16 where the CPU has it
         key = ("text", self.cfg.text, self.cfg.device, dtype, 0)
         if key not in _LOADED:
             _LOADED[key] = load_text_encoder(self.cfg.text, device=self.cfg.device, dtype=dtype)

@@ -301,8 +301,7 @@ class BridgeModel(nn.Module):
             out = self.llm(
                 inputs_embeds=self.embed(prompt_ids, vision_features=vision_features), use_cache=True
             )
-            cache = reuse_cache(self.llm, out)
-            next(iter(cache.values())).batch_repeat_interleave(len(answers))
+            cache = reuse_cache(self.llm, out, repeat=len(answers))
             rest = self.llm(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **cache)
         # logits predicting answer token j: the prompt's last position for j = 0, else answer position j - 1
         logits = torch.cat([out.logits[:, -1:].expand(len(answers), 1, -1), rest.logits[:, :-1]], dim=1)

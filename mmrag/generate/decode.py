@@ -109,14 +109,16 @@ def generate_from(
     return stream_clean(_joined(streamer, thread), rules)
 
 
-def reuse_cache(model: Any, out: Any) -> dict[str, Any]:
-    """The keyword that feeds `out`'s key/value cache back into `model`'s forward: `cache` from
-    transformers 5.25 (`past_key_values`, deprecated there, is removed in 5.40), else `past_key_values`."""
+def reuse_cache(model: Any, out: Any, repeat: int = 1) -> dict[str, Any]:
+    """`out`'s key/value cache, each row repeated `repeat` times, as the keyword `model`'s forward
+    takes it: `cache` from transformers 5.25 (`past_key_values`, deprecated there, goes in 5.40)."""
     import inspect
 
     cache = getattr(out, "cache", None)
     if cache is None:
         cache = out.past_key_values
+    if repeat > 1:
+        cache.batch_repeat_interleave(repeat)
     params = inspect.signature(model.forward).parameters
     return {"cache" if "cache" in params else "past_key_values": cache}
 

@@ -142,7 +142,7 @@ def ray_index(
     report.errors.extend(errors + remote_errors)
     if strict and report.errors:
         raise MMRAGError(f"{report.errors[0].path}: {report.errors[0].reason}")
-    todo, known = plan(local + remote, folder.files, report)
+    todo, known = plan(local + remote, files, report)
     stats = StageStats()
     if cfg.ray.bulk:
         schema = folder.embedders.schema(cfg.store.hnsw_m, cfg.store.hnsw_ef_construct, cfg.store.on_disk)
@@ -268,6 +268,7 @@ class Driver:
         self.every = cfg.ingest.commit_seconds
         self.files: dict[str, _File] = {}
         self.buffer: list[tuple[str, PointData]] = []
+        self.weights: list[int] = []  # `point_bytes` of each buffered point, weighed once
         self.buffer_bytes = 0
         self.last_send = time.monotonic()
         self.stop: MMRAGError | None = None
@@ -326,7 +327,8 @@ class Driver:
         f.outstanding += len(enc.points)
         for p in enc.points:
             self.buffer.append((f.key, p))
-            self.buffer_bytes += point_bytes(p)
+            self.weights.append(point_bytes(p))
+            self.buffer_bytes += self.weights[-1]
         self.send(everything=False)
 
     def send(self, everything: bool) -> None:
@@ -334,9 +336,9 @@ class Driver:
         while self.buffer and (
             everything or len(self.buffer) >= self.max_points or self.buffer_bytes >= self.max_bytes
         ):
-            batch = next(request_batches(self.buffer, self.max_points, self.max_bytes))
-            del self.buffer[: len(batch)]
-            self.buffer_bytes -= sum(point_bytes(p) for _, p in batch)
+            batch = next(request_batches(self.buffer, self.max_points, self.max_bytes, self.weights))
+            self.buffer_bytes -= sum(self.weights[: len(batch)])
+            del self.buffer[: len(batch)], self.weights[: len(batch)]
             self.acked(self.writes.send(batch))
             self.last_send = time.monotonic()
         self.acked(self.writes.poll(block=False))
@@ -386,9 +388,9 @@ class Driver:
     def drop(self, f: _File) -> None:
         """Forget a file's buffered points and delete those written."""
         f.failed = True
-        if any(k == f.key for k, _ in self.buffer):
-            self.buffer = [(k, p) for k, p in self.buffer if k != f.key]
-            self.buffer_bytes = sum(point_bytes(p) for _, p in self.buffer)
+        kept = [i for i, (k, _) in enumerate(self.buffer) if k != f.key]
+        self.buffer, self.weights = [self.buffer[i] for i in kept], [self.weights[i] for i in kept]
+        self.buffer_bytes = sum(self.weights)
         if f.written:
             self.store.delete_ids(f.written)
             f.written = []

@@ -27,17 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mmrag.index.record import failure_reason, file_version, read_chunks
+from mmrag.index.record import Version, failure_reason, file_version, read_chunks
 from mmrag.index.sources import Source, fetch
 from mmrag.types import IngestError, NothingToIndex
 
 if TYPE_CHECKING:
     from mmrag.config import EncoderConfig, MMRAGConfig
     from mmrag.types import Chunk, PointData
-
-
-Version = tuple[int, int | None, int | None, int | None]
-"""A file's `file_version` (size, mtime_ns, device, inode); an object in a bucket has only its size."""
 
 
 @dataclass

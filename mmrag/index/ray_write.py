@@ -45,14 +45,18 @@ def point_bytes(p: PointData) -> int:
 
 
 def request_batches(
-    items: Sequence[tuple[str, PointData]], max_points: int, max_bytes: int
+    items: Sequence[tuple[str, PointData]],
+    max_points: int,
+    max_bytes: int,
+    weights: Sequence[int] | None = None,
 ) -> Iterator[list[tuple[str, PointData]]]:
-    """`items` cut into requests of at most `max_points` points and `max_bytes` bytes (`point_bytes`);
-    a point heavier than `max_bytes` goes alone."""
+    """`items` cut into requests of at most `max_points` points and `max_bytes` bytes (`point_bytes`,
+    or the items' `weights` when the caller has them already); a point heavier than `max_bytes` goes
+    alone."""
     batch: list[tuple[str, PointData]] = []
     size = 0
-    for item in items:
-        weight = point_bytes(item[1])
+    for i, item in enumerate(items):
+        weight = weights[i] if weights is not None else point_bytes(item[1])
         if batch and (len(batch) >= max_points or size + weight > max_bytes):
             yield batch
             batch, size = [], 0
@@ -231,7 +235,9 @@ def _shards(store: Any) -> int:
 def on_server(url: str | None) -> bool:
     """Whether a store URL is a Qdrant server that several writers can share (not the embedded
     engine, nor qdrant-client's in-process local mode, which one process holds)."""
-    return url is not None and url != ":memory:" and not url.startswith("local:")
+    from mmrag.store.server_setup import local_mode
+
+    return url is not None and not local_mode(url)
 
 
 def begin_bulk(cfg: MMRAGConfig, schema: StoreSchema, options: ServerOptions) -> None:

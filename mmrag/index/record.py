@@ -51,7 +51,7 @@ class FileRecorder:
         self,
         path: str,
         digest: str,
-        version: tuple[int, int | None, int | None, int | None],
+        version: Version,
         points: int,
         stamp: str | None = None,
     ) -> None:
@@ -111,6 +111,8 @@ def read_chunks(
 
 FileVersion = tuple[int, int, int, int]
 """(size, mtime_ns, device, inode) of a file, links followed."""
+Version = tuple[int, int | None, int | None, int | None]
+"""A `FileVersion`, or what an object in a bucket has of one (its size; None for the rest)."""
 
 
 def file_version(path: Path) -> FileVersion:

@@ -28,7 +28,6 @@ from typing import Any
 
 from mmrag.ingest.discover import (
     IMAGE_EXTS,
-    SUBTITLE_EXTS,
     indexed_ext,
     read_with_another,
     sidecar_names,
@@ -153,7 +152,7 @@ def _list_url(url: str) -> list[Source]:
         wanted = [p for p in sorted(listing) if _indexable(p, root, listing, stems)]
     elif fs.isfile(root):
         ext = posixpath.splitext(root)[1]
-        if not indexed_ext(root) or ext.lower() in SUBTITLE_EXTS:
+        if not indexed_ext(root):  # subtitles (.srt, .vtt) are read with their video, not alone
             raise MMRAGError(f"unsupported file type {ext or '(no extension)'!r}")
         listing = {i["name"]: i for i in fs.ls(posixpath.dirname(root), detail=True)}
         listing.setdefault(root, fs.info(root))
@@ -183,7 +182,7 @@ def _indexable(path: str, root: str, listing: dict[str, Any], stems: dict[str, s
     if any(part.startswith(".") for part in posixpath.relpath(path, root).split("/")):
         return False
     folder, name = posixpath.split(path)
-    if posixpath.splitext(name)[1].lower() in SUBTITLE_EXTS or not indexed_ext(name):
+    if not indexed_ext(name):  # nor subtitles: read with their video
         return False
     return not read_with_another(
         name, stems.get(folder, set()), lambda n: posixpath.join(folder, n) in listing

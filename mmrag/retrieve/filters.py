@@ -138,6 +138,7 @@ class FilterReader:
     def __init__(self, sources: Iterable[str], has_dates: bool) -> None:
         self.aliases = source_aliases(sources)
         self._pattern = _alias_pattern(self.aliases)
+        self._bare = {re.sub(r"^the\s+", "", a.lower()) for a in self.aliases}  # "the age" is "age"
         self.has_dates = has_dates
 
     @classmethod
@@ -168,11 +169,10 @@ class FilterReader:
 
     def unindexed(self, question: str) -> list[str]:
         """Publications `question` attributes facts to that no indexed record comes from."""
-        known = {re.sub(r"^the\s+", "", a.lower()) for a in self.aliases}
         out = []
         for name in attributions(question, self._pattern):
             bare = re.sub(r"^the\s+", "", name.lower())
             # "BBC" is short for an indexed "BBC News": known
-            if not any(k == bare or k.startswith(bare + " ") for k in known):
+            if not any(k == bare or k.startswith(bare + " ") for k in self._bare):
                 out.append(name)
         return out

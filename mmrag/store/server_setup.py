@@ -20,6 +20,11 @@ if TYPE_CHECKING:
 LOCAL_PREFIX = "local:"
 
 
+def local_mode(url: str) -> bool:
+    """Whether a store URL is qdrant-client's in-process local mode (`:memory:`, `local:<folder>`)."""
+    return url == ":memory:" or url.startswith(LOCAL_PREFIX)
+
+
 @dataclass(frozen=True)
 class ServerOptions(SearchOptions):
     """Settings that only a Qdrant server applies (collection layout, timeouts), plus the search

@@ -217,8 +217,7 @@ def _cached_logprobs(
     ids, mask = ids.repeat(rows, 1), mask.repeat(rows, 1)  # row r's answers at r * n ... r * n + n - 1
     with torch.inference_mode():
         out = lm(**prompt_inputs, use_cache=True)
-        kv = reuse_cache(lm, out)
-        next(iter(kv.values())).batch_repeat_interleave(n)
+        kv = reuse_cache(lm, out, repeat=n)
         rest = lm(input_ids=ids.to(device), attention_mask=mask.to(device), **kv)
     # answer token j is predicted at the prompt's last position (j = 0) or at answer position j - 1
     last = out.logits[:, -1:].repeat_interleave(n, dim=0)
